@@ -1,0 +1,18 @@
+//! Tether's domain model: typed ids and ARM id parsing, the api-versions and what each one
+//! can express, the linker resource model (one strict serde model for all versions, with
+//! write-only secrets), operations, the catalogue of sources and targets with their
+//! configuration naming rules, and the transport-agnostic service [`Error`].
+//!
+//! This crate does no IO: no sqlx, axum, reqwest or tokio networking.
+
+pub mod api_version;
+pub mod catalog;
+pub mod configuration;
+pub mod error;
+pub mod ids;
+pub mod linker;
+pub mod merge;
+pub mod operation;
+
+pub use api_version::ApiVersion;
+pub use error::{Error, ErrorChain, ErrorDetail, ErrorKind};

@@ -1,0 +1,669 @@
+//! The executor: runs sagas step by step, logs each boundary in one commit, retries
+//! transient failures with backoff, unwinds on permanent ones, renews leases, adopts sagas
+//! whose owner died, and stops a saga the moment its lease can no longer be trusted.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+use tether_model::ids::{InstanceId, SagaId};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::log::{self, CANCELED, Position};
+use crate::step::{Step, StepCx, StepError};
+use crate::store::{
+    EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaState, SagaStore, SagaStoreError,
+};
+
+/// A saga definition: a name and ordered steps.
+pub struct SagaDef<C> {
+    name: &'static str,
+    steps: Vec<Arc<dyn Step<C>>>,
+}
+
+impl<C: Send + Sync + 'static> SagaDef<C> {
+    /// A definition with no steps yet. `name` is persisted: never rename a shipped saga.
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Appends a step.
+    pub fn step(mut self, step: impl Step<C>) -> Self {
+        self.steps.push(Arc::new(step));
+        self
+    }
+
+    /// The saga's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The step names in order.
+    pub fn step_names(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|s| s.name()).collect()
+    }
+
+    /// A new saga of this definition, owned by `owner` for `lease_ttl`, ready to be stored.
+    pub fn instantiate(&self, params: Value, owner: InstanceId, lease_ttl: Duration) -> NewSaga {
+        let first = self
+            .steps
+            .first()
+            .expect("a saga has at least one step")
+            .name();
+        NewSaga {
+            id: SagaId::new(),
+            name: self.name.to_string(),
+            params,
+            owner,
+            lease_ttl,
+            first_event: SagaEvent::new(first, EventKind::Started),
+        }
+    }
+}
+
+/// Executor settings. The defaults suit production; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// How long a lease lasts without renewal. A dead replica's sagas are adopted after this.
+    pub lease_ttl: Duration,
+    /// How long one step's action may keep retrying transient errors before the saga unwinds.
+    pub step_timeout: Duration,
+    /// How long one undo may keep retrying before the saga is marked stuck.
+    pub undo_timeout: Duration,
+    /// How long a stuck saga waits before a reconciler retries its undo.
+    pub stuck_retry: Duration,
+    /// How often to look for sagas to adopt.
+    pub adopt_interval: Duration,
+    /// First retry delay; doubles per attempt, with full jitter.
+    pub backoff_base: Duration,
+    /// Largest retry delay.
+    pub backoff_max: Duration,
+    /// Test aid: run every action and every undo twice, and fail the saga if a repeated
+    /// action returns a different output (a non-idempotent step).
+    pub repeat_each_step: bool,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(15),
+            step_timeout: Duration::from_secs(120),
+            undo_timeout: Duration::from_secs(300),
+            stuck_retry: Duration::from_secs(300),
+            adopt_interval: Duration::from_secs(5),
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            repeat_each_step: false,
+        }
+    }
+}
+
+/// Runs sagas. Cheap to clone; all clones share one set of running sagas.
+pub struct Executor<C> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for Executor<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<C> {
+    store: Arc<dyn SagaStore>,
+    ctx: Arc<C>,
+    me: InstanceId,
+    config: ExecutorConfig,
+    defs: HashMap<&'static str, SagaDef<C>>,
+    running: Mutex<HashMap<SagaId, Arc<LeaseClock>>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Why a saga stopped without reaching an end (someone else, or a later adoption, finishes it).
+#[derive(Debug)]
+enum Stop {
+    LeaseLost,
+    Shutdown,
+    UnknownSaga(String),
+}
+
+enum Failure {
+    Stop(Stop),
+    Step(StepError),
+}
+
+impl<C: Send + Sync + 'static> Executor<C> {
+    /// An executor for `defs`, acting as replica `me`.
+    pub fn new(
+        store: Arc<dyn SagaStore>,
+        ctx: Arc<C>,
+        me: InstanceId,
+        config: ExecutorConfig,
+        defs: Vec<SagaDef<C>>,
+    ) -> Self {
+        let defs = defs.into_iter().map(|d| (d.name, d)).collect();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                ctx,
+                me,
+                config,
+                defs,
+                running: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// This replica's identity.
+    pub fn instance(&self) -> &InstanceId {
+        &self.inner.me
+    }
+
+    /// The executor's settings.
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.inner.config
+    }
+
+    /// A new saga of definition `name`, owned by this replica, for the caller to store in its
+    /// own transaction and then [`Executor::start`].
+    ///
+    /// Panics if `name` is not registered: that is a wiring bug.
+    pub fn new_saga(&self, name: &str, params: Value) -> NewSaga {
+        let def = self
+            .inner
+            .defs
+            .get(name)
+            .expect("saga definition is registered");
+        def.instantiate(params, self.inner.me.clone(), self.inner.config.lease_ttl)
+    }
+
+    /// Starts running a saga this replica owns (one just stored, generation 1). Does nothing
+    /// if it is already running here.
+    pub fn start(&self, id: SagaId) {
+        let lease = Lease {
+            owner: self.inner.me.clone(),
+            generation: 1,
+        };
+        self.inner.spawn(id, lease);
+    }
+
+    /// Runs the background duties until `shutdown` is cancelled: lease renewal and adoption of
+    /// sagas whose lease expired (a dead replica's, or stuck ones due for a retry). On
+    /// shutdown it stops every saga it runs and releases their leases so others adopt them
+    /// at once.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let inner = &self.inner;
+        let mut renew = tokio::time::interval(inner.config.lease_ttl / 3);
+        let mut adopt = tokio::time::interval(inner.config.adopt_interval);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        adopt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = renew.tick() => inner.renew_leases().await,
+                _ = adopt.tick() => inner.adopt_expired().await,
+            }
+        }
+        inner.shutdown.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        if let Err(e) = inner.store.saga_release_all(&inner.me).await {
+            warn!(error = %tether_model::ErrorChain(&e), "could not release saga leases on shutdown");
+        }
+    }
+
+    /// The ids of the sagas running in this process right now.
+    pub fn running(&self) -> Vec<SagaId> {
+        self.inner
+            .running
+            .lock()
+            .expect("lock poisoned")
+            .keys()
+            .copied()
+            .collect()
+    }
+}
+
+impl<C: Send + Sync + 'static> Inner<C> {
+    fn spawn(self: &Arc<Self>, id: SagaId, lease: Lease) {
+        let clock = {
+            let mut running = self.running.lock().expect("lock poisoned");
+            if running.contains_key(&id) || self.shutdown.is_cancelled() {
+                return;
+            }
+            let clock = Arc::new(LeaseClock::new(Instant::now() + self.trusted_lease()));
+            running.insert(id, clock.clone());
+            clock
+        };
+        let this = self.clone();
+        let span = info_span!("saga", saga_id = %id, generation = lease.generation);
+        self.tasks.spawn(
+            async move {
+                match this.drive(id, &lease, &clock).await {
+                    Ok(()) => {}
+                    Err(Stop::LeaseLost) => info!("lease lost; another replica continues the saga"),
+                    Err(Stop::Shutdown) => info!("stopped for shutdown; another replica continues the saga"),
+                    Err(Stop::UnknownSaga(name)) => {
+                        warn!(saga = %name, "no definition for this saga here; leaving it to a replica that has one")
+                    }
+                }
+                this.running.lock().expect("lock poisoned").remove(&id);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// How long after sending a renewal we still trust the lease: its TTL minus a margin, so we
+    /// stop before anyone else may adopt (they wait for the full TTL after the commit).
+    fn trusted_lease(&self) -> Duration {
+        self.config.lease_ttl.mul_f64(0.8)
+    }
+
+    async fn renew_leases(&self) {
+        let (ids, clocks): (Vec<SagaId>, Vec<Arc<LeaseClock>>) = {
+            let running = self.running.lock().expect("lock poisoned");
+            running.iter().map(|(id, c)| (*id, c.clone())).unzip()
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let sent = Instant::now();
+        match self
+            .store
+            .saga_renew_leases(&self.me, &ids, self.config.lease_ttl)
+            .await
+        {
+            Ok(held) => {
+                for (id, clock) in ids.iter().zip(clocks) {
+                    if held.contains(id) {
+                        clock.extend(sent + self.trusted_lease());
+                    } else {
+                        clock.revoke();
+                    }
+                }
+            }
+            // The clocks run out on their own; the sagas stop before anyone can adopt them.
+            Err(e) => warn!(error = %tether_model::ErrorChain(&e), "lease renewal failed"),
+        }
+    }
+
+    async fn adopt_expired(self: &Arc<Self>) {
+        match self
+            .store
+            .saga_adopt_expired(&self.me, self.config.lease_ttl, 32)
+            .await
+        {
+            Ok(adopted) => {
+                for (id, lease) in adopted {
+                    info!(saga_id = %id, generation = lease.generation, "adopted saga");
+                    self.spawn(id, lease);
+                }
+            }
+            Err(e) => warn!(error = %tether_model::ErrorChain(&e), "saga adoption failed"),
+        }
+    }
+
+    async fn drive(&self, id: SagaId, lease: &Lease, clock: &LeaseClock) -> Result<(), Stop> {
+        let (record, events) = self.with_store(clock, || self.store.saga_load(id)).await?;
+        if record.lease.as_ref() != Some(lease) {
+            return Err(Stop::LeaseLost);
+        }
+        if record.state.is_terminal() {
+            return Ok(());
+        }
+        let def = self
+            .defs
+            .get(record.name.as_str())
+            .ok_or_else(|| Stop::UnknownSaga(record.name.clone()))?;
+        let mut run = Run {
+            inner: self,
+            def,
+            id,
+            lease,
+            clock,
+            names: def.step_names(),
+            params: Arc::new(record.params.clone()),
+            outputs: log::outputs(&events),
+        };
+        match log::position(&run.names, &record, &events) {
+            Position::Forward { next } => run.forward(next, record.cancel_requested).await,
+            Position::Unwind { pending, error } => run.unwind(pending, error).await,
+        }
+    }
+
+    /// Calls the store, retrying backend failures while the lease is still trusted.
+    async fn with_store<T, F, Fut>(&self, clock: &LeaseClock, mut call: F) -> Result<T, Stop>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SagaStoreError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(SagaStoreError::Fenced | SagaStoreError::NotFound) => {
+                    clock.revoke();
+                    return Err(Stop::LeaseLost);
+                }
+                Err(SagaStoreError::Backend(e)) => {
+                    warn!(error = %tether_model::ErrorChain(e.as_ref()), "saga store call failed; retrying");
+                    let delay = self.backoff(attempt);
+                    tokio::select! {
+                        biased;
+                        _ = clock.lost() => return Err(Stop::LeaseLost),
+                        _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .config
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+            .min(self.config.backoff_max);
+        let millis = cap.as_millis().max(1) as u64;
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
+
+/// One drive of one saga.
+struct Run<'a, C> {
+    inner: &'a Inner<C>,
+    def: &'a SagaDef<C>,
+    id: SagaId,
+    lease: &'a Lease,
+    clock: &'a LeaseClock,
+    names: Vec<&'static str>,
+    params: Arc<Value>,
+    outputs: std::collections::BTreeMap<String, Value>,
+}
+
+impl<C: Send + Sync + 'static> Run<'_, C> {
+    fn cx(&self) -> StepCx<C> {
+        StepCx {
+            saga_id: self.id,
+            params: self.params.clone(),
+            outputs: Arc::new(self.outputs.clone()),
+            ctx: self.inner.ctx.clone(),
+        }
+    }
+
+    async fn forward(&mut self, next: usize, mut cancel: bool) -> Result<(), Stop> {
+        let n = self.names.len();
+        for k in next..n {
+            let name = self.names[k];
+            if cancel {
+                let error = StepError::permanent(CANCELED, "the operation was canceled");
+                let events = [SagaEvent::new(name, EventKind::UndoStarted)];
+                self.record(&events, Some((SagaState::Unwinding, Some(&error))))
+                    .await?;
+                return self.unwind((0..=k).rev().collect(), error).await;
+            }
+            let step = self.def.steps[k].clone();
+            let cx = self.cx();
+            debug!(step = name, "running step");
+            crash_point(self.def.name, name, "before");
+            let mut result = self
+                .attempt(self.inner.config.step_timeout, || step.run(&cx))
+                .await;
+            if self.inner.config.repeat_each_step {
+                if let Ok(first) = &result {
+                    let first = first.clone();
+                    result = self
+                        .attempt(self.inner.config.step_timeout, || step.run(&cx))
+                        .await;
+                    result = result.and_then(|second| {
+                        if second == first {
+                            Ok(second)
+                        } else {
+                            Err(Failure::Step(StepError::permanent(
+                                "StepNotIdempotent",
+                                format!("step {name} returned a different output when repeated"),
+                            )))
+                        }
+                    });
+                }
+            }
+            crash_point(self.def.name, name, "after");
+            match result {
+                Ok(output) => {
+                    self.outputs.insert(name.to_string(), output.clone());
+                    let done = SagaEvent::with_data(name, EventKind::Succeeded, output.clone());
+                    if k + 1 == n {
+                        return self.finish(&[done], SagaOutcome::Succeeded(output)).await;
+                    }
+                    let started = SagaEvent::new(self.names[k + 1], EventKind::Started);
+                    cancel = self.record(&[done, started], None).await?.cancel_requested;
+                }
+                Err(Failure::Stop(stop)) => return Err(stop),
+                Err(Failure::Step(error)) => {
+                    warn!(step = name, code = %error.code, message = %error.message, "step failed; unwinding");
+                    let data = serde_json::to_value(&error).expect("step errors serialize");
+                    let events = [
+                        SagaEvent::with_data(name, EventKind::Failed, data),
+                        SagaEvent::new(name, EventKind::UndoStarted),
+                    ];
+                    self.record(&events, Some((SagaState::Unwinding, Some(&error))))
+                        .await?;
+                    return self.unwind((0..=k).rev().collect(), error).await;
+                }
+            }
+        }
+        // Every step succeeded but the end was not recorded (we crashed right before it).
+        let last = self
+            .outputs
+            .get(self.names[n - 1])
+            .cloned()
+            .unwrap_or(Value::Null);
+        self.finish(&[], SagaOutcome::Succeeded(last)).await
+    }
+
+    async fn unwind(&mut self, pending: Vec<usize>, error: StepError) -> Result<(), Stop> {
+        let outcome = if error.code == CANCELED {
+            SagaOutcome::Canceled(error)
+        } else {
+            SagaOutcome::Failed(error)
+        };
+        for (i, &j) in pending.iter().enumerate() {
+            let name = self.names[j];
+            let step = self.def.steps[j].clone();
+            let cx = self.cx();
+            debug!(step = name, "undoing step");
+            crash_point(self.def.name, name, "undo-before");
+            let mut result = self
+                .attempt(self.inner.config.undo_timeout, || step.undo(&cx))
+                .await;
+            if self.inner.config.repeat_each_step && result.is_ok() {
+                result = self
+                    .attempt(self.inner.config.undo_timeout, || step.undo(&cx))
+                    .await;
+            }
+            crash_point(self.def.name, name, "undo-after");
+            match result {
+                Ok(()) => {
+                    let done = SagaEvent::new(name, EventKind::UndoFinished);
+                    match pending.get(i + 1) {
+                        None => return self.finish(&[done], outcome).await,
+                        Some(&next) => {
+                            let started = SagaEvent::new(self.names[next], EventKind::UndoStarted);
+                            self.record(&[done, started], None).await?;
+                        }
+                    }
+                }
+                Err(Failure::Stop(stop)) => return Err(stop),
+                Err(Failure::Step(undo_error)) => {
+                    warn!(
+                        step = name,
+                        code = %undo_error.code,
+                        message = %undo_error.message,
+                        retry_in = ?self.inner.config.stuck_retry,
+                        "undo keeps failing; the saga is stuck until a reconciler retries it"
+                    );
+                    let data = serde_json::to_value(&undo_error).expect("step errors serialize");
+                    let events = [SagaEvent::with_data(name, EventKind::UndoFailed, data)];
+                    let store = &self.inner.store;
+                    let stuck = Some((SagaState::Stuck, None));
+                    let ttl = self.inner.config.stuck_retry;
+                    self.inner
+                        .with_store(self.clock, || {
+                            store.saga_record(self.id, self.lease, ttl, &events, stuck)
+                        })
+                        .await?;
+                    self.clock.revoke();
+                    return Ok(());
+                }
+            }
+        }
+        self.finish(&[], outcome).await
+    }
+
+    /// Runs `op`, retrying transient errors with backoff until `timeout`, and gives up at
+    /// once if the lease can no longer be trusted or the process shuts down.
+    async fn attempt<T, F, Fut>(&self, timeout: Duration, mut op: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut attempt = 0;
+        loop {
+            let result = tokio::select! {
+                biased;
+                _ = self.clock.lost() => return Err(Failure::Stop(Stop::LeaseLost)),
+                _ = self.inner.shutdown.cancelled() => return Err(Failure::Stop(Stop::Shutdown)),
+                r = op() => r,
+            };
+            let error = match result {
+                Ok(v) => return Ok(v),
+                Err(e) if e.transient => e,
+                Err(e) => return Err(Failure::Step(e)),
+            };
+            let delay = self
+                .inner
+                .backoff(attempt)
+                .max(error.retry_after.unwrap_or_default());
+            if Instant::now() + delay > deadline {
+                return Err(Failure::Step(StepError {
+                    transient: false,
+                    ..error
+                }));
+            }
+            debug!(code = %error.code, ?delay, "transient step error; retrying");
+            tokio::select! {
+                biased;
+                _ = self.clock.lost() => return Err(Failure::Stop(Stop::LeaseLost)),
+                _ = self.inner.shutdown.cancelled() => return Err(Failure::Stop(Stop::Shutdown)),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn record(
+        &self,
+        events: &[SagaEvent],
+        state: Option<(SagaState, Option<&StepError>)>,
+    ) -> Result<crate::store::Ack, Stop> {
+        let sent = Instant::now();
+        let store = &self.inner.store;
+        let ttl = self.inner.config.lease_ttl;
+        let ack = self
+            .inner
+            .with_store(self.clock, || {
+                store.saga_record(self.id, self.lease, ttl, events, state)
+            })
+            .await?;
+        self.clock.extend(sent + self.inner.trusted_lease());
+        Ok(ack)
+    }
+
+    async fn finish(&self, events: &[SagaEvent], outcome: SagaOutcome) -> Result<(), Stop> {
+        let store = &self.inner.store;
+        self.inner
+            .with_store(self.clock, || {
+                store.saga_finish(self.id, self.lease, events, &outcome)
+            })
+            .await?;
+        match &outcome {
+            SagaOutcome::Succeeded(_) => info!(saga = self.def.name, "saga succeeded"),
+            SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => {
+                info!(saga = self.def.name, code = %e.code, "saga unwound")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long this replica may still trust its lease on one saga.
+struct LeaseClock {
+    valid_until: Mutex<Instant>,
+    revoked: tokio::sync::Notify,
+}
+
+impl LeaseClock {
+    fn new(until: Instant) -> Self {
+        Self {
+            valid_until: Mutex::new(until),
+            revoked: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn extend(&self, until: Instant) {
+        let mut v = self.valid_until.lock().expect("lock poisoned");
+        if until > *v {
+            *v = until;
+        }
+    }
+
+    fn revoke(&self) {
+        *self.valid_until.lock().expect("lock poisoned") = Instant::now();
+        self.revoked.notify_waiters();
+    }
+
+    /// Resolves once the lease can no longer be trusted.
+    async fn lost(&self) {
+        loop {
+            let until = *self.valid_until.lock().expect("lock poisoned");
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = self.revoked.notified() => {}
+            }
+        }
+    }
+}
+
+/// Aborts the process at a named point when `TETHER_CRASH_POINT=<saga>:<step>:<when>` is set
+/// (`when`: `before`, `after`, `undo-before`, `undo-after`). Compiled only with the
+/// `crash-points` feature, which release builds never enable.
+#[cfg(feature = "crash-points")]
+fn crash_point(saga: &str, step: &str, when: &str) {
+    if std::env::var("TETHER_CRASH_POINT").is_ok_and(|p| p == format!("{saga}:{step}:{when}")) {
+        eprintln!("crash point {saga}:{step}:{when} reached; aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "crash-points"))]
+fn crash_point(_saga: &str, _step: &str, _when: &str) {}

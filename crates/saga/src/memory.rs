@@ -1,0 +1,209 @@
+//! An in-memory [`SagaStore`] for unit tests of the engine and of steps. Lease times use
+//! tokio's clock, so tests can pause and advance it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tether_model::ids::{InstanceId, SagaId};
+use tokio::time::Instant;
+
+use crate::step::StepError;
+use crate::store::{
+    Ack, Lease, NewSaga, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError,
+};
+
+struct Entry {
+    record: SagaRecord,
+    events: Vec<SagaEvent>,
+    lease_expires: Instant,
+    outcome: Option<SagaOutcome>,
+}
+
+/// Sagas in a `HashMap` behind a mutex.
+#[derive(Default)]
+pub struct MemoryStore {
+    sagas: Mutex<HashMap<SagaId, Entry>>,
+}
+
+impl MemoryStore {
+    /// Stores a new saga (what an application does in its own transaction).
+    pub fn insert(&self, saga: NewSaga) {
+        let record = SagaRecord {
+            id: saga.id,
+            name: saga.name,
+            params: saga.params,
+            state: SagaState::Running,
+            lease: Some(Lease {
+                owner: saga.owner,
+                generation: 1,
+            }),
+            cancel_requested: false,
+            error: None,
+        };
+        let entry = Entry {
+            record,
+            events: vec![saga.first_event],
+            lease_expires: Instant::now() + saga.lease_ttl,
+            outcome: None,
+        };
+        self.sagas
+            .lock()
+            .expect("lock poisoned")
+            .insert(saga.id, entry);
+    }
+
+    /// The saga's state and how it ended, if it did.
+    pub fn state(&self, id: SagaId) -> Option<(SagaState, Option<SagaOutcome>)> {
+        let sagas = self.sagas.lock().expect("lock poisoned");
+        sagas.get(&id).map(|e| (e.record.state, e.outcome.clone()))
+    }
+
+    /// The saga's log.
+    pub fn events(&self, id: SagaId) -> Vec<SagaEvent> {
+        let sagas = self.sagas.lock().expect("lock poisoned");
+        sagas.get(&id).map(|e| e.events.clone()).unwrap_or_default()
+    }
+
+    /// Asks for cancellation, as a DELETE during a create does.
+    pub fn request_cancel(&self, id: SagaId) {
+        if let Some(e) = self.sagas.lock().expect("lock poisoned").get_mut(&id) {
+            e.record.cancel_requested = true;
+        }
+    }
+
+    fn with_leased<T>(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        f: impl FnOnce(&mut Entry) -> T,
+    ) -> Result<T, SagaStoreError> {
+        let mut sagas = self.sagas.lock().expect("lock poisoned");
+        let entry = sagas.get_mut(&id).ok_or(SagaStoreError::NotFound)?;
+        if entry.record.lease.as_ref() != Some(lease) || entry.record.state.is_terminal() {
+            return Err(SagaStoreError::Fenced);
+        }
+        Ok(f(entry))
+    }
+}
+
+fn append(entry: &mut Entry, events: &[SagaEvent]) {
+    for ev in events {
+        if !entry
+            .events
+            .iter()
+            .any(|e| e.step == ev.step && e.kind == ev.kind)
+        {
+            entry.events.push(ev.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl SagaStore for MemoryStore {
+    async fn saga_load(&self, id: SagaId) -> Result<(SagaRecord, Vec<SagaEvent>), SagaStoreError> {
+        let sagas = self.sagas.lock().expect("lock poisoned");
+        let e = sagas.get(&id).ok_or(SagaStoreError::NotFound)?;
+        Ok((e.record.clone(), e.events.clone()))
+    }
+
+    async fn saga_record(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        ttl: Duration,
+        events: &[SagaEvent],
+        state: Option<(SagaState, Option<&StepError>)>,
+    ) -> Result<Ack, SagaStoreError> {
+        self.with_leased(id, lease, |entry| {
+            append(entry, events);
+            if let Some((state, error)) = state {
+                entry.record.state = state;
+                if let Some(error) = error {
+                    entry.record.error = Some(error.clone());
+                }
+            }
+            entry.lease_expires = Instant::now() + ttl;
+            Ack {
+                cancel_requested: entry.record.cancel_requested,
+            }
+        })
+    }
+
+    async fn saga_finish(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        events: &[SagaEvent],
+        outcome: &SagaOutcome,
+    ) -> Result<(), SagaStoreError> {
+        self.with_leased(id, lease, |entry| {
+            append(entry, events);
+            entry.record.state = outcome.state();
+            entry.outcome = Some(outcome.clone());
+        })
+    }
+
+    async fn saga_renew_leases(
+        &self,
+        owner: &InstanceId,
+        ids: &[SagaId],
+        ttl: Duration,
+    ) -> Result<Vec<SagaId>, SagaStoreError> {
+        let mut sagas = self.sagas.lock().expect("lock poisoned");
+        let mut held = Vec::new();
+        for id in ids {
+            if let Some(e) = sagas.get_mut(id) {
+                let mine = e.record.lease.as_ref().is_some_and(|l| &l.owner == owner);
+                if mine && !e.record.state.is_terminal() {
+                    e.lease_expires = Instant::now() + ttl;
+                    held.push(*id);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    async fn saga_adopt_expired(
+        &self,
+        owner: &InstanceId,
+        ttl: Duration,
+        limit: u32,
+    ) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
+        let mut sagas = self.sagas.lock().expect("lock poisoned");
+        let now = Instant::now();
+        let mut adopted = Vec::new();
+        for (id, e) in sagas.iter_mut() {
+            if adopted.len() as u32 >= limit {
+                break;
+            }
+            if e.record.state.is_terminal() || e.lease_expires > now {
+                continue;
+            }
+            let generation = e.record.lease.as_ref().map_or(0, |l| l.generation) + 1;
+            let lease = Lease {
+                owner: owner.clone(),
+                generation,
+            };
+            if e.record.state == SagaState::Stuck {
+                e.record.state = SagaState::Unwinding;
+            }
+            e.record.lease = Some(lease.clone());
+            e.lease_expires = now + ttl;
+            adopted.push((*id, lease));
+        }
+        Ok(adopted)
+    }
+
+    async fn saga_release_all(&self, owner: &InstanceId) -> Result<(), SagaStoreError> {
+        let mut sagas = self.sagas.lock().expect("lock poisoned");
+        let now = Instant::now();
+        for e in sagas.values_mut() {
+            if e.record.lease.as_ref().is_some_and(|l| &l.owner == owner) {
+                e.lease_expires = now;
+            }
+        }
+        Ok(())
+    }
+}

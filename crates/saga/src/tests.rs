@@ -1,0 +1,491 @@
+//! Engine tests on the in-memory store, with tokio's clock paused (time advances only when
+//! every task is idle, so leases and backoff are exercised without real waiting).
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::pending;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tether_model::ids::{InstanceId, SagaId};
+use tokio_util::sync::CancellationToken;
+
+use crate::memory::MemoryStore;
+use crate::{
+    EventKind, Executor, ExecutorConfig, SagaDef, SagaOutcome, SagaState, Step, StepCx, StepError,
+};
+
+/// A fake backend the test steps act on.
+#[derive(Default)]
+struct World {
+    items: Mutex<BTreeSet<String>>,
+    log: Mutex<Vec<String>>,
+    fail: Mutex<Option<&'static str>>,
+    transient: Mutex<HashMap<&'static str, u32>>,
+    hang: Option<&'static str>,
+    undo_fail: Mutex<Option<&'static str>>,
+    counter: Mutex<u32>,
+}
+
+impl World {
+    fn items(&self) -> Vec<String> {
+        self.items.lock().unwrap().iter().cloned().collect()
+    }
+}
+
+struct Put(&'static str);
+
+#[async_trait]
+impl Step<World> for Put {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    async fn run(&self, cx: &StepCx<World>) -> Result<Value, StepError> {
+        let w = cx.ctx();
+        if w.hang == Some(self.0) {
+            pending::<()>().await;
+        }
+        if let Some(n) = w
+            .transient
+            .lock()
+            .unwrap()
+            .get_mut(self.0)
+            .filter(|n| **n > 0)
+        {
+            *n -= 1;
+            return Err(StepError::transient("Throttled", "try later")
+                .with_retry_after(Some(Duration::from_secs(1))));
+        }
+        w.log.lock().unwrap().push(format!("run {}", self.0));
+        w.items.lock().unwrap().insert(self.0.to_string());
+        if *w.fail.lock().unwrap() == Some(self.0) {
+            // Fails after its side effect, like a call whose response was lost.
+            return Err(StepError::permanent("Boom", format!("{} failed", self.0)));
+        }
+        let params: Value = cx.params()?;
+        Ok(json!({"put": self.0, "tag": params["tag"]}))
+    }
+
+    async fn undo(&self, cx: &StepCx<World>) -> Result<(), StepError> {
+        let w = cx.ctx();
+        if *w.undo_fail.lock().unwrap() == Some(self.0) {
+            return Err(StepError::permanent("UndoBoom", "cannot undo"));
+        }
+        w.log.lock().unwrap().push(format!("undo {}", self.0));
+        w.items.lock().unwrap().remove(self.0);
+        Ok(())
+    }
+}
+
+/// A step whose output changes each time: not idempotent.
+struct Counter;
+
+#[async_trait]
+impl Step<World> for Counter {
+    fn name(&self) -> &'static str {
+        "counter"
+    }
+    async fn run(&self, cx: &StepCx<World>) -> Result<Value, StepError> {
+        let mut c = cx.ctx().counter.lock().unwrap();
+        *c += 1;
+        Ok(json!(*c))
+    }
+    async fn undo(&self, _cx: &StepCx<World>) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+fn config() -> ExecutorConfig {
+    ExecutorConfig {
+        lease_ttl: Duration::from_secs(10),
+        step_timeout: Duration::from_secs(30),
+        undo_timeout: Duration::from_secs(30),
+        stuck_retry: Duration::from_secs(60),
+        adopt_interval: Duration::from_secs(1),
+        ..ExecutorConfig::default()
+    }
+}
+
+fn abc() -> SagaDef<World> {
+    SagaDef::new("test-abc")
+        .step(Put("a"))
+        .step(Put("b"))
+        .step(Put("c"))
+}
+
+struct Harness {
+    store: Arc<MemoryStore>,
+    world: Arc<World>,
+    exec: Executor<World>,
+    stop: CancellationToken,
+}
+
+fn harness(world: World, config: ExecutorConfig, def: SagaDef<World>) -> Harness {
+    let store = Arc::new(MemoryStore::default());
+    let world = Arc::new(world);
+    let exec = Executor::new(
+        store.clone(),
+        world.clone(),
+        InstanceId::generate("a"),
+        config,
+        vec![def],
+    );
+    let stop = CancellationToken::new();
+    let background = exec.clone();
+    let token = stop.clone();
+    tokio::spawn(async move { background.run(token).await });
+    Harness {
+        store,
+        world,
+        exec,
+        stop,
+    }
+}
+
+impl Harness {
+    fn submit(&self, name: &str) -> SagaId {
+        let saga = self.exec.new_saga(name, json!({"tag": "t1"}));
+        let id = saga.id;
+        self.store.insert(saga);
+        self.exec.start(id);
+        id
+    }
+}
+
+async fn wait_terminal(store: &MemoryStore, id: SagaId) -> SagaOutcome {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    loop {
+        if let Some((state, Some(outcome))) = store.state(id) {
+            assert!(state.is_terminal());
+            return outcome;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "saga did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_state(store: &MemoryStore, id: SagaId, want: SagaState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    while store.state(id).map(|s| s.0) != Some(want) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "saga never reached {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_every_step_and_reports_the_last_output() {
+    let h = harness(World::default(), config(), abc());
+    let id = h.submit("test-abc");
+    let outcome = wait_terminal(&h.store, id).await;
+    assert_eq!(
+        outcome,
+        SagaOutcome::Succeeded(json!({"put": "c", "tag": "t1"}))
+    );
+    assert_eq!(h.world.items(), ["a", "b", "c"]);
+    let kinds: Vec<_> = h
+        .store
+        .events(id)
+        .iter()
+        .map(|e| (e.step.clone(), e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a".to_string(), EventKind::Started),
+            ("a".to_string(), EventKind::Succeeded),
+            ("b".to_string(), EventKind::Started),
+            ("b".to_string(), EventKind::Succeeded),
+            ("c".to_string(), EventKind::Started),
+            ("c".to_string(), EventKind::Succeeded),
+        ]
+    );
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_any_step_unwinds_to_a_clean_slate() {
+    for failing in ["a", "b", "c"] {
+        for repeat in [false, true] {
+            let world = World::default();
+            *world.fail.lock().unwrap() = Some(failing);
+            let h = harness(
+                world,
+                ExecutorConfig {
+                    repeat_each_step: repeat,
+                    ..config()
+                },
+                abc(),
+            );
+            let id = h.submit("test-abc");
+            let outcome = wait_terminal(&h.store, id).await;
+            let SagaOutcome::Failed(err) = outcome else {
+                panic!("expected failure, got {outcome:?}")
+            };
+            assert_eq!(err.code, "Boom");
+            assert!(
+                h.world.items().is_empty(),
+                "leftovers after {failing} failed: {:?}",
+                h.world.items()
+            );
+            // The failed step is undone too (its call may have had its effect), newest first.
+            let undos: Vec<_> = h
+                .world
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.starts_with("undo"))
+                .cloned()
+                .collect();
+            let upto = ["a", "b", "c"].iter().position(|s| *s == failing).unwrap();
+            let mut expected: Vec<String> = ["a", "b", "c"][..=upto]
+                .iter()
+                .rev()
+                .map(|s| format!("undo {s}"))
+                .collect();
+            if repeat {
+                expected = expected.into_iter().flat_map(|u| [u.clone(), u]).collect();
+            }
+            assert_eq!(undos, expected);
+            h.stop.cancel();
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeating_each_step_gives_the_same_end_state() {
+    let h = harness(
+        World::default(),
+        ExecutorConfig {
+            repeat_each_step: true,
+            ..config()
+        },
+        abc(),
+    );
+    let id = h.submit("test-abc");
+    assert!(matches!(
+        wait_terminal(&h.store, id).await,
+        SagaOutcome::Succeeded(_)
+    ));
+    assert_eq!(h.world.items(), ["a", "b", "c"]);
+    assert_eq!(
+        h.world.log.lock().unwrap().len(),
+        6,
+        "each action ran twice"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeating_catches_a_step_that_is_not_idempotent() {
+    let def = SagaDef::new("test-counter").step(Put("a")).step(Counter);
+    let h = harness(
+        World::default(),
+        ExecutorConfig {
+            repeat_each_step: true,
+            ..config()
+        },
+        def,
+    );
+    let id = h.submit("test-counter");
+    let SagaOutcome::Failed(err) = wait_terminal(&h.store, id).await else {
+        panic!("expected failure")
+    };
+    assert_eq!(err.code, "StepNotIdempotent");
+    assert!(h.world.items().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_honouring_retry_after() {
+    let world = World::default();
+    world.transient.lock().unwrap().insert("b", 3);
+    let h = harness(world, config(), abc());
+    let started = tokio::time::Instant::now();
+    let id = h.submit("test-abc");
+    assert!(matches!(
+        wait_terminal(&h.store, id).await,
+        SagaOutcome::Succeeded(_)
+    ));
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "three retries each waited at least Retry-After"
+    );
+    assert_eq!(h.world.items(), ["a", "b", "c"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_past_the_step_deadline_unwind() {
+    let world = World::default();
+    world.transient.lock().unwrap().insert("b", u32::MAX);
+    let h = harness(
+        world,
+        ExecutorConfig {
+            step_timeout: Duration::from_secs(5),
+            ..config()
+        },
+        abc(),
+    );
+    let id = h.submit("test-abc");
+    let SagaOutcome::Failed(err) = wait_terminal(&h.store, id).await else {
+        panic!("expected failure")
+    };
+    assert_eq!(err.code, "Throttled");
+    assert!(!err.transient, "a final error is recorded as permanent");
+    assert!(h.world.items().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_owner_s_saga_is_adopted_and_finished_by_another_replica() {
+    // Replica A hangs inside step b (as if frozen or crashed) and never renews its lease.
+    let store = Arc::new(MemoryStore::default());
+    let world_a = Arc::new(World {
+        hang: Some("b"),
+        ..World::default()
+    });
+    let a = Executor::new(
+        store.clone(),
+        world_a.clone(),
+        InstanceId::generate("a"),
+        config(),
+        vec![abc()],
+    );
+    let saga = a.new_saga("test-abc", json!({}));
+    let id = saga.id;
+    store.insert(saga);
+    a.start(id);
+
+    // Replica B runs its background duties and adopts the saga once A's lease expires.
+    let world_b = Arc::new(World::default());
+    let b = Executor::new(
+        store.clone(),
+        world_b.clone(),
+        InstanceId::generate("b"),
+        config(),
+        vec![abc()],
+    );
+    let stop = CancellationToken::new();
+    let (b2, token) = (b.clone(), stop.clone());
+    tokio::spawn(async move { b2.run(token).await });
+
+    let outcome = wait_terminal(&store, id).await;
+    assert!(matches!(outcome, SagaOutcome::Succeeded(_)));
+    // A did step a; B resumed at b (A's step b never got past its hang) and did b and c.
+    assert_eq!(world_a.items(), ["a"]);
+    assert_eq!(world_b.items(), ["b", "c"]);
+    assert!(
+        a.running().is_empty(),
+        "A stopped itself when its lease ran out"
+    );
+    let (record, _) = crate::SagaStore::saga_load(store.as_ref(), id)
+        .await
+        .unwrap();
+    assert_eq!(record.lease.unwrap().generation, 2);
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fenced_owner_cannot_write() {
+    let store = Arc::new(MemoryStore::default());
+    let exec = Executor::new(
+        store.clone(),
+        Arc::new(World::default()),
+        InstanceId::generate("a"),
+        config(),
+        vec![abc()],
+    );
+    let saga = exec.new_saga("test-abc", json!({}));
+    let id = saga.id;
+    store.insert(saga);
+    let stale = crate::Lease {
+        owner: exec.instance().clone(),
+        generation: 1,
+    };
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let adopted = crate::SagaStore::saga_adopt_expired(
+        store.as_ref(),
+        &InstanceId::generate("b"),
+        Duration::from_secs(10),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(adopted.len(), 1);
+    let err = crate::SagaStore::saga_record(
+        store.as_ref(),
+        id,
+        &stale,
+        Duration::from_secs(10),
+        &[],
+        None,
+    )
+    .await;
+    assert!(matches!(err, Err(crate::SagaStoreError::Fenced)));
+    // Starting the stale owner does nothing: it sees the lease is gone.
+    exec.start(id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !exec.running().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.state(id).unwrap().0, SagaState::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undo_that_keeps_failing_gets_stuck_then_is_retried() {
+    let world = World::default();
+    *world.fail.lock().unwrap() = Some("c");
+    *world.undo_fail.lock().unwrap() = Some("b");
+    let h = harness(
+        world,
+        ExecutorConfig {
+            undo_timeout: Duration::from_secs(5),
+            ..config()
+        },
+        abc(),
+    );
+    let id = h.submit("test-abc");
+    wait_state(&h.store, id, SagaState::Stuck).await;
+    assert_eq!(h.world.items(), ["a", "b"], "c was undone, b could not be");
+
+    // The operator fixes the cause; the reconciler retries after `stuck_retry`.
+    *h.world.undo_fail.lock().unwrap() = None;
+    let SagaOutcome::Failed(err) = wait_terminal(&h.store, id).await else {
+        panic!("expected failure")
+    };
+    assert_eq!(
+        err.code, "Boom",
+        "the original error is what the operation reports"
+    );
+    assert!(h.world.items().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_unwinds_at_the_next_step_boundary() {
+    let store = Arc::new(MemoryStore::default());
+    let world = Arc::new(World::default());
+    let exec = Executor::new(
+        store.clone(),
+        world.clone(),
+        InstanceId::generate("a"),
+        config(),
+        vec![abc()],
+    );
+    let saga = exec.new_saga("test-abc", json!({}));
+    let id = saga.id;
+    store.insert(saga);
+    store.request_cancel(id);
+    exec.start(id);
+    let outcome = wait_terminal(&store, id).await;
+    let SagaOutcome::Canceled(err) = outcome else {
+        panic!("expected cancellation, got {outcome:?}")
+    };
+    assert_eq!(err.code, crate::CANCELED);
+    assert!(world.items().is_empty());
+}
