@@ -796,3 +796,55 @@ mod tests {
         assert_eq!(serde_json::to_value(&p).unwrap(), body);
     }
 }
+
+/// A secret encrypted at rest (AEAD ciphertext with its nonce). Opaque outside the code that
+/// holds the key; safe to store, log by length, or put in saga params.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(#[serde(with = "base64_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealed({} bytes)", self.0.len())
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD
+            .decode(String::deserialize(d)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A linker as stored: its identity, its spec (without secrets), its sealed secret, and its
+/// lifecycle fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linker {
+    /// Internal id.
+    pub id: crate::ids::LinkerId,
+    /// Where it lives (source resource + name), in the caller's latest casing.
+    pub at: crate::ids::LinkerRef,
+    /// The properties as last written, secrets removed.
+    pub properties: LinkerProperties,
+    /// The auth secret, sealed.
+    pub secret: Option<Sealed>,
+    /// How its configuration keys are named (fixed when it was created).
+    pub key_naming: crate::configuration::KeyNaming,
+    /// Its provisioning state.
+    pub provisioning_state: crate::operation::ProvisioningState,
+    /// ARM `systemData`.
+    pub system_data: SystemData,
+    /// Optimistic-concurrency generation, bumped by every write.
+    pub generation: i64,
+    /// The operation running on it, if any.
+    pub operation: Option<crate::ids::OperationId>,
+}

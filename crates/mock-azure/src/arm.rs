@@ -1,0 +1,536 @@
+//! Dispatch of every non-admin request: call recording, fault injection, authentication, the
+//! `api-version` rule, and routing of ARM paths (matched case-insensitively, duplicate slashes
+//! tolerated) to resource groups, provider resources and long-running operation status.
+
+use axum::Extension;
+use axum::body::{Bytes, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ArmError, empty_response, json_response, rfc3339};
+use crate::faults::{Effect, Injected};
+use crate::providers::{self, Kind};
+use crate::resources::{self, ProviderPath};
+use crate::state::{CallRecord, OperationOutcome, State as Backend};
+use crate::{Config, MockAzure, RequestId, auth};
+
+/// Largest request body the mock reads.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// One incoming request, with its path split into percent-decoded, non-empty segments.
+struct Call {
+    method: Method,
+    raw_path: String,
+    segments: Vec<String>,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Call {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// The `Host` the client used; absolute URLs we hand out point back at it.
+    fn host(&self) -> String {
+        self.header(header::HOST.as_str())
+            .unwrap_or_else(|| "localhost".to_owned())
+    }
+
+    fn api_version(&self) -> Option<String> {
+        let query = self.query.as_deref()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, v)| k.eq_ignore_ascii_case("api-version") && !v.is_empty())
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The body as a JSON object, or `InvalidRequestContent`.
+    fn object_body(&self) -> Result<Map<String, Value>, ArmError> {
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(Value::Object(object)) => Ok(object),
+            Ok(_) => Err(ArmError::invalid_content("expected a JSON object")),
+            Err(e) => Err(ArmError::invalid_content(e)),
+        }
+    }
+}
+
+/// The broad kind of a non-admin request.
+enum Route {
+    Token { tenant: String },
+    Arm,
+    Admin,
+    Unknown,
+}
+
+fn classify(method: &Method, segments: &[String]) -> Route {
+    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+    match lower.as_slice() {
+        [_, "oauth2", "v2.0", "token"] if method == Method::POST => Route::Token {
+            tenant: segments[0].clone(),
+        },
+        ["subscriptions", ..] => Route::Arm,
+        ["admin", ..] => Route::Admin,
+        _ => Route::Unknown,
+    }
+}
+
+/// Splits a path into non-empty, percent-decoded segments.
+pub(crate) fn split_path(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// The fallback handler: everything that is not an `/admin` route.
+pub(crate) async fn handle(
+    State(mock): State<MockAzure>,
+    Extension(request_id): Extension<RequestId>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return ArmError::invalid_content("the body could not be read or is too large")
+            .into_response();
+    };
+    let call = Call {
+        method: parts.method,
+        raw_path: parts.uri.path().to_owned(),
+        segments: split_path(parts.uri.path()),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+    };
+    let route = classify(&call.method, &call.segments);
+    if matches!(route, Route::Admin) {
+        return ArmError::no_route(call.method.as_str(), &call.raw_path).into_response();
+    }
+
+    let record = CallRecord {
+        seq: 0,
+        method: call.method.to_string(),
+        path: call.raw_path.clone(),
+        query: call.query.clone(),
+        status: None,
+        started_at: rfc3339(Utc::now()),
+        finished_at: None,
+        faulted: false,
+        fault_id: None,
+        request_id: request_id.0.clone(),
+        client_request_id: call.header("x-ms-client-request-id"),
+        correlation_id: call.header("x-ms-correlation-request-id"),
+        user_agent: call.header(header::USER_AGENT.as_str()),
+    };
+    let (seq, fault) = {
+        let mut state = mock.lock();
+        let fault = state.faults.take(call.method.as_str(), &call.segments);
+        let record = CallRecord {
+            fault_id: fault.as_ref().map(|f| f.id),
+            ..record
+        };
+        (state.call_started(record), fault)
+    };
+
+    let (response, faulted) = match fault.map(|f| f.effect()) {
+        None => (process(&mock, &route, &call), false),
+        Some(Effect::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            (process(&mock, &route, &call), false)
+        }
+        Some(Effect::Respond { injected, after }) => {
+            if after {
+                // A lost response: the state change happens, the client sees the error.
+                drop(process(&mock, &route, &call));
+            }
+            (injected_response(&route, &injected), true)
+        }
+    };
+    let status = response.status().as_u16();
+    mock.lock()
+        .call_finished(seq, status, rfc3339(Utc::now()), faulted);
+    tracing::debug!(method = %call.method, path = %call.raw_path, status, faulted, "mock azure call");
+    response
+}
+
+/// Handles a call against the backend. The state lock is held only inside this synchronous call.
+fn process(mock: &MockAzure, route: &Route, call: &Call) -> Response {
+    let now = Utc::now();
+    let config = mock.config();
+    let mut state = mock.lock();
+    match route {
+        Route::Token { tenant } => auth::token(&mut state, config, tenant, &call.body, now),
+        Route::Arm => {
+            arm(&mut state, config, call, now).unwrap_or_else(IntoResponse::into_response)
+        }
+        Route::Admin | Route::Unknown => {
+            ArmError::no_route(call.method.as_str(), &call.raw_path).into_response()
+        }
+    }
+}
+
+/// Renders an injected fault: an Entra ID body on the token endpoint, an ARM body elsewhere.
+fn injected_response(route: &Route, injected: &Injected) -> Response {
+    let status = StatusCode::from_u16(injected.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = injected
+        .message
+        .clone()
+        .unwrap_or_else(|| match injected.retry_after {
+            Some(seconds) => {
+                format!("The request is being throttled. Please retry after {seconds} seconds.")
+            }
+            None => format!(
+                "The request failed with status {} (injected by mock-azure fault rule {}).",
+                status.as_u16(),
+                injected.rule_id
+            ),
+        });
+    let mut response = if let Route::Token { .. } = route {
+        let default = if matches!(status.as_u16(), 429 | 503) {
+            "temporarily_unavailable"
+        } else {
+            "server_error"
+        };
+        let error = injected.code.as_deref().unwrap_or(default);
+        json_response(
+            status,
+            &auth::aad_error_body(error, &message, &[], Utc::now()),
+        )
+    } else {
+        let code = injected
+            .code
+            .clone()
+            .unwrap_or_else(|| default_code(status).to_owned());
+        ArmError::new(status, &code, message).into_response()
+    };
+    if let Some(seconds) = injected.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn default_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BadRequest",
+        401 => "AuthenticationFailed",
+        403 => "AuthorizationFailed",
+        404 => "NotFound",
+        409 => "Conflict",
+        412 => "PreconditionFailed",
+        429 => "TooManyRequests",
+        500 => "InternalServerError",
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        _ => "InjectedFault",
+    }
+}
+
+fn method_not_allowed(method: &Method) -> ArmError {
+    ArmError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("The requested resource does not support http method '{method}'."),
+    )
+}
+
+fn missing_api_version() -> ArmError {
+    ArmError::bad_request(
+        "MissingApiVersionParameter",
+        "The api-version query parameter (?api-version=) is required for all requests.",
+    )
+}
+
+fn ok(body: &Value) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+/// ARM routes: authentication, then `api-version`, then the path.
+fn arm(
+    state: &mut Backend,
+    config: &Config,
+    call: &Call,
+    now: DateTime<Utc>,
+) -> Result<Response, ArmError> {
+    auth::check_bearer(state, config, &call.headers, &call.host(), now)?;
+    let api_version = call.api_version().ok_or_else(missing_api_version)?;
+    let s = &call.segments;
+    let lower: Vec<String> = s.iter().map(|x| x.to_ascii_lowercase()).collect();
+    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+    if let Some(sub) = s.get(1) {
+        let is_guid = sub.len() == 36 && uuid::Uuid::try_parse(sub).is_ok();
+        if !is_guid {
+            return Err(ArmError::bad_request(
+                "InvalidSubscriptionId",
+                format!("The provided subscription identifier '{sub}' is malformed or invalid."),
+            ));
+        }
+    }
+    match lower.as_slice() {
+        ["subscriptions", _] if call.method == Method::GET => Ok(ok(&json!({
+            "id": format!("/subscriptions/{}", s[1]),
+            "subscriptionId": s[1],
+            "tenantId": config.tenant_id,
+            "displayName": "Tether mock subscription",
+            "state": "Enabled",
+        }))),
+        ["subscriptions", _, "resourcegroups"] if call.method == Method::GET => Ok(ok(
+            &json!({ "value": resources::list_resource_groups(state, &s[1]) }),
+        )),
+        ["subscriptions", _, "resourcegroups", _] => resource_group(state, call, &s[1], &s[3]),
+        [
+            "subscriptions",
+            _,
+            "resourcegroups",
+            _,
+            "providers",
+            _,
+            _,
+            ..,
+        ] => {
+            let path = ProviderPath {
+                sub: s[1].clone(),
+                rg: s[3].clone(),
+                namespace: s[5].clone(),
+                rest: s[6..].to_vec(),
+            };
+            provider(state, config, call, &path, &api_version, now)
+        }
+        [
+            "subscriptions",
+            _,
+            "providers",
+            _,
+            "locations",
+            _,
+            kind @ ("azureasyncoperation" | "operationresults"),
+            _,
+        ] => operation(state, call, &s[7], *kind == "operationresults"),
+        _ => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
+    }
+}
+
+fn resource_group(
+    state: &mut Backend,
+    call: &Call,
+    sub: &str,
+    rg: &str,
+) -> Result<Response, ArmError> {
+    match call.method {
+        Method::GET => Ok(ok(&resources::get_resource_group(state, sub, rg)?)),
+        Method::HEAD => resources::get_resource_group(state, sub, rg)
+            .map(|_| empty_response(StatusCode::NO_CONTENT)),
+        Method::PUT => {
+            let written = resources::put_resource_group(state, sub, rg, &call.object_body()?)?;
+            Ok(written_response(&written))
+        }
+        Method::PATCH => Ok(ok(&resources::patch_resource_group(
+            state,
+            sub,
+            rg,
+            &call.object_body()?,
+        )?)),
+        Method::DELETE => Ok(deleted_response(resources::delete_resource_group(
+            state, sub, rg,
+        ))),
+        _ => Err(method_not_allowed(&call.method)),
+    }
+}
+
+fn written_response(written: &resources::Written) -> Response {
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &written.resource)
+}
+
+fn deleted_response(existed: bool) -> Response {
+    empty_response(if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    })
+}
+
+/// `.../providers/{namespace}/...`: a resource, a collection, or an action.
+fn provider(
+    state: &mut Backend,
+    config: &Config,
+    call: &Call,
+    path: &ProviderPath,
+    api_version: &str,
+    now: DateTime<Utc>,
+) -> Result<Response, ArmError> {
+    let tenant = &config.tenant_id;
+    if !path.is_resource() {
+        return match call.method {
+            Method::GET => Ok(ok(&json!({ "value": resources::list(state, path)? }))),
+            Method::POST => action(state, call, path),
+            _ => Err(method_not_allowed(&call.method)),
+        };
+    }
+    let kind = path.kind();
+    if kind == Kind::WebAppSettings {
+        let site = path
+            .parent()
+            .ok_or_else(|| ArmError::no_route(call.method.as_str(), &call.raw_path))?;
+        return match call.method {
+            Method::GET => Ok(ok(&providers::get_app_settings(state, &site)?)),
+            Method::PUT => Ok(ok(&providers::put_app_settings(
+                state,
+                &site,
+                &call.object_body()?,
+            )?)),
+            _ => Err(method_not_allowed(&call.method)),
+        };
+    }
+    match call.method {
+        Method::GET => Ok(ok(&resources::get(state, path)?)),
+        Method::HEAD => resources::get(state, path).map(|_| empty_response(StatusCode::NO_CONTENT)),
+        Method::PUT => {
+            let written = resources::put(state, path, &call.object_body()?, tenant)?;
+            if providers::is_async(kind) {
+                let outcome = OperationOutcome::Put { key: path.key() };
+                Ok(accepted(state, call, path, outcome, api_version, now))
+            } else {
+                Ok(written_response(&written))
+            }
+        }
+        Method::PATCH => Ok(ok(&resources::patch(
+            state,
+            path,
+            &call.object_body()?,
+            tenant,
+        )?)),
+        Method::DELETE => {
+            let existed = resources::delete(state, path)?;
+            if existed && providers::is_async(kind) {
+                Ok(accepted(
+                    state,
+                    call,
+                    path,
+                    OperationOutcome::Delete,
+                    api_version,
+                    now,
+                ))
+            } else {
+                Ok(deleted_response(existed))
+            }
+        }
+        _ => Err(method_not_allowed(&call.method)),
+    }
+}
+
+/// POST on `{resource}/{action}`; only `config/appsettings/list` is served.
+fn action(state: &mut Backend, call: &Call, path: &ProviderPath) -> Result<Response, ArmError> {
+    let target = ProviderPath {
+        rest: path.rest[..path.rest.len() - 1].to_vec(),
+        ..path.clone()
+    };
+    let is_list = path.name().eq_ignore_ascii_case("list");
+    match (target.is_resource().then(|| target.kind()), target.parent()) {
+        (Some(Kind::WebAppSettings), Some(site)) if is_list => {
+            Ok(ok(&providers::get_app_settings(state, &site)?))
+        }
+        _ => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
+    }
+}
+
+/// `202 Accepted` for an asynchronous PUT or DELETE whose change is already applied.
+fn accepted(
+    state: &mut Backend,
+    call: &Call,
+    path: &ProviderPath,
+    outcome: OperationOutcome,
+    api_version: &str,
+    now: DateTime<Utc>,
+) -> Response {
+    let location = path
+        .parent()
+        .and_then(|server| state.resources.get(&server.key()))
+        .and_then(|server| server["location"].as_str())
+        .unwrap_or("global")
+        .to_owned();
+    let namespace = providers::canonical_type(path.kind())
+        .and_then(|t| t.split('/').next())
+        .unwrap_or(&path.namespace)
+        .to_owned();
+    let op_id = state.start_operation(outcome, now);
+    let base = format!(
+        "http://{}/subscriptions/{}/providers/{namespace}/locations/{location}",
+        call.host(),
+        path.sub
+    );
+    let query: String = form_urlencoded::byte_serialize(api_version.as_bytes()).collect();
+    let mut response = empty_response(StatusCode::ACCEPTED);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "azure-asyncoperation",
+            format!("{base}/azureAsyncOperation/{op_id}?api-version={query}"),
+        ),
+        (
+            header::LOCATION.as_str(),
+            format!("{base}/operationResults/{op_id}?api-version={query}"),
+        ),
+        (header::RETRY_AFTER.as_str(), "1".to_owned()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+/// The status (`azureAsyncOperation`) and result (`operationResults`) URLs of an operation.
+fn operation(
+    state: &Backend,
+    call: &Call,
+    op_id: &str,
+    result: bool,
+) -> Result<Response, ArmError> {
+    if call.method != Method::GET {
+        return Err(method_not_allowed(&call.method));
+    }
+    let op = state
+        .operations
+        .get(&op_id.to_ascii_lowercase())
+        .ok_or_else(|| {
+            ArmError::not_found(
+                "NotFound",
+                format!("The operation '{op_id}' was not found."),
+            )
+        })?;
+    if !result {
+        return Ok(ok(&json!({
+            "name": op_id,
+            "status": "Succeeded",
+            "startTime": rfc3339(op.started),
+            "endTime": rfc3339(op.ended),
+        })));
+    }
+    match &op.outcome {
+        OperationOutcome::Delete => Ok(empty_response(StatusCode::NO_CONTENT)),
+        OperationOutcome::Put { key } => state.resources.get(key).map(ok).ok_or_else(|| {
+            ArmError::not_found(
+                "ResourceNotFound",
+                "The resource created by this operation no longer exists.",
+            )
+        }),
+    }
+}

@@ -1,0 +1,229 @@
+//! `tether-mock-azure`: a real, stateful, in-memory HTTP server that speaks the Azure Resource
+//! Manager (ARM) and Entra ID token shapes for the resources Tether's adapters manage
+//! (App Service sites and their app settings, PostgreSQL flexible servers, their databases and
+//! firewall rules, resource groups, and any other resource stored generically).
+//!
+//! It is embedded in-process by `tether dev`, run standalone by `tether mock-azure`, and used by
+//! end-to-end tests through its unauthenticated `/admin` API (fault injection, recorded calls,
+//! state snapshots, reset). See `docs/mock-azure.md` for the HTTP surface.
+//!
+//! This crate must never depend on another tether crate: adapters must not be able to tell it
+//! from Azure, so it shares no code with them.
+//!
+//! Module map: `arm` dispatches and routes requests, `resources` holds generic resource
+//! semantics, `providers` the Web/PostgreSQL specifics, `auth` the token endpoint, `faults` the
+//! fault rules, `admin` the admin API, `state` the backend, `demo` the demo seed.
+
+mod admin;
+mod arm;
+mod auth;
+pub mod demo;
+mod error;
+mod faults;
+mod providers;
+mod resources;
+mod state;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use serde_json::Value;
+
+use crate::error::new_uuid;
+use crate::state::State;
+
+/// How the mock is configured; immutable for the lifetime of a [`MockAzure`].
+#[derive(Clone)]
+pub struct Config {
+    /// The only tenant the token endpoint serves (`POST /{tenant_id}/oauth2/v2.0/token`).
+    pub tenant_id: String,
+    /// Client credentials the token endpoint accepts.
+    pub clients: Vec<ClientCredential>,
+    /// Extra bearer tokens accepted on ARM routes without going through the token endpoint
+    /// (`tether dev` passes its dev token here). They never expire.
+    pub accepted_tokens: Vec<String>,
+    /// What the backend contains at start and after `POST /admin/reset`.
+    pub seed: Seed,
+}
+
+impl Config {
+    /// The demo tenant and client from [`demo`], with [`Seed::Demo`] and no extra tokens.
+    pub fn demo() -> Self {
+        Self {
+            tenant_id: demo::TENANT_ID.to_owned(),
+            clients: vec![ClientCredential {
+                client_id: demo::CLIENT_ID.to_owned(),
+                client_secret: demo::CLIENT_SECRET.to_owned(),
+            }],
+            accepted_tokens: Vec::new(),
+            seed: Seed::Demo,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("tenant_id", &self.tenant_id)
+            .field("clients", &self.clients)
+            .field(
+                "accepted_tokens",
+                &format_args!("[{} redacted]", self.accepted_tokens.len()),
+            )
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+/// A client-credentials pair accepted by the token endpoint. `Debug` redacts the secret.
+#[derive(Clone)]
+pub struct ClientCredential {
+    /// The application (client) id; compared case-insensitively.
+    pub client_id: String,
+    /// The client secret; compared exactly.
+    pub client_secret: String,
+}
+
+impl fmt::Debug for ClientCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredential")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The initial contents of the backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Seed {
+    /// No resource groups and no resources.
+    #[default]
+    Empty,
+    /// The resources listed in [`demo`].
+    Demo,
+}
+
+/// Handle to one mock Azure backend. Cheap to clone; clones share the same state.
+#[derive(Clone)]
+pub struct MockAzure {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: Config,
+    /// All mutable state. A std mutex: it is only ever locked inside synchronous code, never
+    /// across an `.await`.
+    state: Mutex<State>,
+}
+
+/// The `x-ms-request-id` of the request being handled, set by [`request_ids`].
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub(crate) String);
+
+impl MockAzure {
+    /// Creates a backend holding the configured seed. Does no IO.
+    pub fn new(config: Config) -> Self {
+        let mut state = State::default();
+        seed(&mut state, &config);
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// The whole HTTP surface: ARM routes, the token endpoint and `/admin`.
+    ///
+    /// Every response carries a fresh `x-ms-request-id` and echoes `x-ms-correlation-request-id`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .merge(admin::routes())
+            .fallback(arm::handle)
+            .layer(middleware::from_fn(request_ids))
+            .with_state(self.clone())
+    }
+
+    /// Serves [`Self::router`] on a bound listener until `shutdown` resolves, then finishes the
+    /// in-flight requests and returns. Errors only if the listener fails.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// The configuration the backend was created with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Every stored resource keyed by its lower-cased id, as `GET /admin/state` returns it:
+    /// resource groups, resources, and each site's `.../config/appsettings`. Deterministic order.
+    pub fn snapshot(&self) -> BTreeMap<String, Value> {
+        self.lock().resources.clone()
+    }
+
+    /// Restores the configured seed and clears fault rules, recorded calls and pending
+    /// operations; issued tokens stay valid. Same as `POST /admin/reset`.
+    pub fn reset(&self) {
+        let mut state = self.lock();
+        state.clear_for_reset();
+        seed(&mut state, &self.shared.config);
+    }
+
+    /// Locks the state. A poisoned lock is recovered rather than wedging every later request:
+    /// this is a test double, and handlers do not panic in practice (no unwraps).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MockAzure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockAzure")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn seed(state: &mut State, config: &Config) {
+    match config.seed {
+        Seed::Empty => {}
+        Seed::Demo => demo::seed(state, &config.tenant_id),
+    }
+}
+
+/// Middleware: mints the request id, exposes it to handlers, and sets the id headers.
+async fn request_ids(mut request: Request, next: Next) -> Response {
+    let request_id = new_uuid().to_string();
+    let correlation = request
+        .headers()
+        .get("x-ms-correlation-request-id")
+        .cloned();
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-ms-request-id", value);
+    }
+    if let Some(correlation) = correlation {
+        headers.insert("x-ms-correlation-request-id", correlation);
+    }
+    response
+}

@@ -1,0 +1,253 @@
+//! Saga SQL for Postgres. Every write is conditional on (owner, generation) and an unfinished
+//! state; log entries are keyed by (saga, step, kind) and inserted with `on conflict do nothing`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::types::Json;
+use tether_model::ids::{InstanceId, SagaId};
+use tether_model::operation::OperationKind;
+use tether_saga::{
+    Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStoreError, StepError,
+};
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::rows::{
+    Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SagaRow, corrupt, step_error_json, to_json,
+};
+
+fn backend(e: impl Into<StoreError>) -> SagaStoreError {
+    SagaStoreError::Backend(Box::new(e.into()))
+}
+
+fn events_json(events: &[SagaEvent]) -> Json<Value> {
+    Json(to_json(&events))
+}
+
+pub(super) async fn load(
+    pool: &PgPool,
+    id: SagaId,
+) -> Result<(SagaRecord, Vec<SagaEvent>), SagaStoreError> {
+    let row: Option<SagaRow> =
+        sqlx::query_as(&format!("select {SAGA_COLUMNS} from saga where id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(pool)
+            .await
+            .map_err(backend)?;
+    let record = SagaRecord::try_from(row.ok_or(SagaStoreError::NotFound)?).map_err(backend)?;
+    let events: Vec<EventRow> =
+        sqlx::query_as("select step, kind, data from saga_event where saga_id = $1 order by seq")
+            .bind(id.as_uuid())
+            .fetch_all(pool)
+            .await
+            .map_err(backend)?;
+    let events = events
+        .into_iter()
+        .map(SagaEvent::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    Ok((record, events))
+}
+
+/// One statement, hence one commit: the conditional saga update, then the log insert only if
+/// that update matched.
+pub(super) async fn record(
+    pool: &PgPool,
+    id: SagaId,
+    lease: &Lease,
+    ttl: Duration,
+    events: &[SagaEvent],
+    state: Option<(SagaState, Option<&StepError>)>,
+) -> Result<Ack, SagaStoreError> {
+    let row: Option<(bool,)> = sqlx::query_as(
+        "with s as (
+            update saga set lease_expires_at = now() + make_interval(secs => $4),
+                state = coalesce($5, state), error = coalesce($6, error), updated_at = now()
+            where id = $1 and owner = $2 and generation = $3
+              and state in ('running', 'unwinding', 'stuck')
+            returning cancel_requested
+         ), e as (
+            insert into saga_event (saga_id, step, kind, data)
+            select $1, x.step, x.kind, x.data
+            from jsonb_to_recordset($7) as x(step text, kind text, data jsonb)
+            where exists (select 1 from s)
+            on conflict do nothing
+         )
+         select cancel_requested from s",
+    )
+    .bind(id.as_uuid())
+    .bind(lease.owner.as_str())
+    .bind(lease.generation)
+    .bind(ttl.as_secs_f64())
+    .bind(state.map(|(s, _)| s.as_str()))
+    .bind(state.and_then(|(_, e)| e).map(step_error_json))
+    .bind(events_json(events))
+    .fetch_optional(pool)
+    .await
+    .map_err(backend)?;
+    let (cancel_requested,) = row.ok_or(SagaStoreError::Fenced)?;
+    Ok(Ack { cancel_requested })
+}
+
+/// Ends the saga, its operation and the linker's state in one transaction.
+pub(super) async fn finish(
+    pool: &PgPool,
+    id: SagaId,
+    lease: &Lease,
+    events: &[SagaEvent],
+    outcome: &SagaOutcome,
+) -> Result<(), SagaStoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let error = match outcome {
+        SagaOutcome::Succeeded(_) => None,
+        SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => Some(step_error_json(e)),
+    };
+    let ended = sqlx::query(
+        "update saga set state = $4, error = coalesce($5, error), updated_at = now()
+         where id = $1 and owner = $2 and generation = $3 and state in ('running', 'unwinding', 'stuck')",
+    )
+    .bind(id.as_uuid())
+    .bind(lease.owner.as_str())
+    .bind(lease.generation)
+    .bind(outcome.state().as_str())
+    .bind(error)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    if ended.rows_affected() == 0 {
+        return Err(SagaStoreError::Fenced);
+    }
+    sqlx::query(
+        "insert into saga_event (saga_id, step, kind, data)
+         select $1, x.step, x.kind, x.data from jsonb_to_recordset($2) as x(step text, kind text, data jsonb)
+         on conflict do nothing",
+    )
+    .bind(id.as_uuid())
+    .bind(events_json(events))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+
+    let op: Option<(Uuid, String, Uuid)> =
+        sqlx::query_as("select id, kind, linker_id from operation where saga_id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+    if let Some((op_id, kind, linker_id)) = op {
+        let kind =
+            OperationKind::parse(&kind).ok_or_else(|| backend(corrupt("operation.kind", &kind)))?;
+        let done = Completion::of(kind, outcome);
+        sqlx::query("update operation set status = $2, error = $3, result = $4, end_time = now() where id = $1")
+            .bind(op_id)
+            .bind(done.status.as_str())
+            .bind(done.error)
+            .bind(done.result)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let linker_sql = match done.linker {
+            LinkerEffect::None => None,
+            LinkerEffect::Settle(state) => Some((
+                "update linker set provisioning_state = $3, operation_id = null, previous_properties = null,
+                    previous_secret = null, generation = generation + 1, updated_at = now()
+                 where id = $1 and operation_id = $2",
+                Some(state),
+            )),
+            LinkerEffect::Revert(state) => Some((
+                "update linker set properties = coalesce(previous_properties, properties),
+                    secret = case when previous_properties is null then secret else previous_secret end,
+                    provisioning_state = $3, operation_id = null, previous_properties = null,
+                    previous_secret = null, generation = generation + 1, updated_at = now()
+                 where id = $1 and operation_id = $2",
+                Some(state),
+            )),
+            LinkerEffect::Remove => Some(("delete from linker where id = $1 and operation_id = $2", None)),
+        };
+        if let Some((sql, state)) = linker_sql {
+            let mut q = sqlx::query(sql).bind(linker_id).bind(op_id);
+            if let Some(state) = state {
+                q = q.bind(state.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(backend)?;
+        }
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(())
+}
+
+pub(super) async fn renew(
+    pool: &PgPool,
+    owner: &InstanceId,
+    ids: &[SagaId],
+    ttl: Duration,
+) -> Result<Vec<SagaId>, SagaStoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    let held: Vec<(Uuid,)> = sqlx::query_as(
+        "update saga set lease_expires_at = now() + make_interval(secs => $3)
+         where owner = $1 and id = any($2) and state in ('running', 'unwinding')
+         returning id",
+    )
+    .bind(owner.as_str())
+    .bind(&ids)
+    .bind(ttl.as_secs_f64())
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    Ok(held
+        .into_iter()
+        .map(|(id,)| SagaId::from_uuid(id))
+        .collect())
+}
+
+pub(super) async fn adopt_expired(
+    pool: &PgPool,
+    owner: &InstanceId,
+    ttl: Duration,
+    limit: u32,
+) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
+    let adopted: Vec<(Uuid, i64)> = sqlx::query_as(
+        "with due as (
+            select id from saga
+            where state in ('running', 'unwinding', 'stuck') and lease_expires_at < now()
+            order by lease_expires_at
+            limit $3
+            for update skip locked
+         )
+         update saga s set owner = $1, generation = s.generation + 1,
+             lease_expires_at = now() + make_interval(secs => $2),
+             state = case when s.state = 'stuck' then 'unwinding' else s.state end,
+             updated_at = now()
+         from due where s.id = due.id
+         returning s.id, s.generation",
+    )
+    .bind(owner.as_str())
+    .bind(ttl.as_secs_f64())
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    Ok(adopted
+        .into_iter()
+        .map(|(id, generation)| {
+            let lease = Lease {
+                owner: owner.clone(),
+                generation,
+            };
+            (SagaId::from_uuid(id), lease)
+        })
+        .collect())
+}
+
+pub(super) async fn release_all(pool: &PgPool, owner: &InstanceId) -> Result<(), SagaStoreError> {
+    sqlx::query(
+        "update saga set lease_expires_at = now() where owner = $1 and state in ('running', 'unwinding')",
+    )
+    .bind(owner.as_str())
+    .execute(pool)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}

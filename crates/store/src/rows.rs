@@ -1,0 +1,265 @@
+//! Row types shared by both backends (sqlx decodes uuids, json and integers the same way on
+//! each) and their conversions to and from model types.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::types::Json;
+use tether_model::ErrorDetail;
+use tether_model::configuration::KeyNaming;
+use tether_model::ids::{LinkerId, LinkerName, LinkerRef, OperationId, ResourceId};
+use tether_model::linker::{Linker, LinkerProperties, Sealed, SystemData};
+use tether_model::operation::{Operation, OperationKind, OperationState, ProvisioningState};
+use tether_saga::{EventKind, SagaEvent, SagaOutcome, StepError};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LinkerRow {
+    pub id: Uuid,
+    pub scope: String,
+    pub name: String,
+    pub properties: Json<Value>,
+    pub secret: Option<Vec<u8>>,
+    pub key_naming: Json<Value>,
+    pub provisioning_state: String,
+    pub system_data: Json<Value>,
+    pub generation: i64,
+    pub operation_id: Option<Uuid>,
+}
+
+/// The columns [`LinkerRow`] reads, for `select` lists.
+pub(crate) const LINKER_COLUMNS: &str = "id, scope, name, properties, secret, key_naming, provisioning_state, system_data, generation, operation_id";
+
+impl TryFrom<LinkerRow> for Linker {
+    type Error = StoreError;
+    fn try_from(row: LinkerRow) -> Result<Self, StoreError> {
+        Ok(Linker {
+            id: LinkerId::from_uuid(row.id),
+            at: LinkerRef {
+                scope: ResourceId::parse(&row.scope).map_err(|e| corrupt("linker.scope", e))?,
+                name: LinkerName::parse(&row.name).map_err(|e| corrupt("linker.name", e))?,
+            },
+            properties: from_json::<LinkerProperties>("linker.properties", row.properties.0)?,
+            secret: row.secret.map(Sealed),
+            key_naming: from_json::<KeyNaming>("linker.key_naming", row.key_naming.0)?,
+            provisioning_state: ProvisioningState::parse(&row.provisioning_state)
+                .ok_or_else(|| corrupt("linker.provisioning_state", &row.provisioning_state))?,
+            system_data: from_json::<SystemData>("linker.system_data", row.system_data.0)?,
+            generation: row.generation,
+            operation: row.operation_id.map(OperationId::from_uuid),
+        })
+    }
+}
+
+/// The persisted columns of a linker, ready to bind.
+pub(crate) struct LinkerValues {
+    pub id: Uuid,
+    pub scope_key: String,
+    pub name_key: String,
+    pub scope: String,
+    pub name: String,
+    pub properties: Json<Value>,
+    pub secret: Option<Vec<u8>>,
+    pub key_naming: Json<Value>,
+    pub provisioning_state: &'static str,
+    pub system_data: Json<Value>,
+    pub generation: i64,
+    pub operation_id: Option<Uuid>,
+}
+
+impl LinkerValues {
+    pub fn of(l: &Linker) -> Self {
+        LinkerValues {
+            id: l.id.as_uuid(),
+            scope_key: l.at.scope.key().to_string(),
+            name_key: l.at.name.key(),
+            scope: l.at.scope.as_str().to_string(),
+            name: l.at.name.as_str().to_string(),
+            properties: Json(to_json(&l.properties)),
+            secret: l.secret.as_ref().map(|s| s.0.clone()),
+            key_naming: Json(to_json(&l.key_naming)),
+            provisioning_state: l.provisioning_state.as_str(),
+            system_data: Json(to_json(&l.system_data)),
+            generation: l.generation,
+            operation_id: l.operation.map(|o| o.as_uuid()),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OperationRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub linker_id: Uuid,
+    pub subscription: String,
+    pub resource_id: String,
+    pub status: String,
+    pub error: Option<Json<Value>>,
+    pub result: Option<Json<Value>>,
+    pub start_time: chrono::DateTime<chrono::Utc>,
+    pub end_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub(crate) const OPERATION_COLUMNS: &str =
+    "id, kind, linker_id, subscription, resource_id, status, error, result, start_time, end_time";
+
+impl TryFrom<OperationRow> for Operation {
+    type Error = StoreError;
+    fn try_from(row: OperationRow) -> Result<Self, StoreError> {
+        Ok(Operation {
+            id: OperationId::from_uuid(row.id),
+            kind: OperationKind::parse(&row.kind)
+                .ok_or_else(|| corrupt("operation.kind", &row.kind))?,
+            linker_id: LinkerId::from_uuid(row.linker_id),
+            subscription: row.subscription,
+            resource_id: row.resource_id,
+            status: OperationState::parse(&row.status)
+                .ok_or_else(|| corrupt("operation.status", &row.status))?,
+            start_time: row.start_time,
+            end_time: row.end_time,
+            error: row
+                .error
+                .map(|e| from_json::<ErrorDetail>("operation.error", e.0))
+                .transpose()?,
+            result: row.result.map(|r| r.0),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SagaRow {
+    pub id: Uuid,
+    pub name: String,
+    pub params: Json<Value>,
+    pub state: String,
+    pub owner: String,
+    pub generation: i64,
+    pub cancel_requested: bool,
+    pub error: Option<Json<Value>>,
+}
+
+pub(crate) const SAGA_COLUMNS: &str =
+    "id, name, params, state, owner, generation, cancel_requested, error";
+
+impl TryFrom<SagaRow> for tether_saga::SagaRecord {
+    type Error = StoreError;
+    fn try_from(row: SagaRow) -> Result<Self, StoreError> {
+        Ok(tether_saga::SagaRecord {
+            id: tether_model::ids::SagaId::from_uuid(row.id),
+            name: row.name,
+            params: row.params.0,
+            state: tether_saga::SagaState::parse(&row.state)
+                .ok_or_else(|| corrupt("saga.state", &row.state))?,
+            lease: Some(tether_saga::Lease {
+                owner: tether_model::ids::InstanceId::from_stored(row.owner),
+                generation: row.generation,
+            }),
+            cancel_requested: row.cancel_requested,
+            error: row
+                .error
+                .map(|e| from_json::<StepError>("saga.error", e.0))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub step: String,
+    pub kind: String,
+    pub data: Option<Json<Value>>,
+}
+
+impl TryFrom<EventRow> for SagaEvent {
+    type Error = StoreError;
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(SagaEvent {
+            kind: EventKind::parse(&row.kind)
+                .ok_or_else(|| corrupt("saga_event.kind", &row.kind))?,
+            step: row.step,
+            data: row.data.map(|d| d.0),
+        })
+    }
+}
+
+/// What ending a saga does to its operation and linker, decided once for both backends.
+pub(crate) struct Completion {
+    pub status: OperationState,
+    pub error: Option<Json<Value>>,
+    pub result: Option<Json<Value>>,
+    pub linker: LinkerEffect,
+}
+
+/// The linker side of a completion.
+pub(crate) enum LinkerEffect {
+    /// Validation: the linker is not touched.
+    None,
+    /// Set the provisioning state and clear the running operation.
+    Settle(ProvisioningState),
+    /// Like `Settle`, and put back the spec an update replaced.
+    Revert(ProvisioningState),
+    /// A successful delete: remove the row.
+    Remove,
+}
+
+impl Completion {
+    pub fn of(kind: OperationKind, outcome: &SagaOutcome) -> Self {
+        let (status, error, result) = match outcome {
+            SagaOutcome::Succeeded(output) => {
+                (OperationState::Succeeded, None, Some(Json(output.clone())))
+            }
+            SagaOutcome::Failed(e) => (OperationState::Failed, Some(error_json(e)), None),
+            SagaOutcome::Canceled(e) => (OperationState::Canceled, Some(error_json(e)), None),
+        };
+        let failed_state = if status == OperationState::Canceled {
+            ProvisioningState::Canceled
+        } else {
+            ProvisioningState::Failed
+        };
+        let linker = match (kind, status) {
+            (OperationKind::Validate, _) => LinkerEffect::None,
+            (OperationKind::Delete, OperationState::Succeeded) => LinkerEffect::Remove,
+            (_, OperationState::Succeeded) => LinkerEffect::Settle(ProvisioningState::Succeeded),
+            (OperationKind::Update, _) => LinkerEffect::Revert(failed_state),
+            _ => LinkerEffect::Settle(failed_state),
+        };
+        // Only actions have a result body; a create's last output is internal.
+        let result = if kind == OperationKind::Validate {
+            result
+        } else {
+            None
+        };
+        Completion {
+            status,
+            error,
+            result,
+            linker,
+        }
+    }
+}
+
+fn error_json(e: &StepError) -> Json<Value> {
+    Json(to_json(&ErrorDetail::new(
+        e.code.clone(),
+        e.message.clone(),
+    )))
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("model types serialize to json")
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| corrupt(what, e))
+}
+
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+/// Step errors as stored with a saga.
+pub(crate) fn step_error_json(e: &StepError) -> Json<Value> {
+    Json(to_json(e))
+}

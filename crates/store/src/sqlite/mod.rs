@@ -1,0 +1,152 @@
+//! The SQLite backend: the embedded store of `tether dev` and single-node installs. Writes go
+//! through a one-connection pool (SQLite has one writer anyway, and this rules out
+//! `SQLITE_BUSY` upgrades); reads use a small pool of their own. Lease times come from this
+//! process's clock, which is the only clock a single node has.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tether_model::ids::{InstanceId, LinkerRef, OperationId, ResourceId, SagaId};
+use tether_model::linker::Linker;
+use tether_model::operation::Operation;
+use tether_saga::{
+    Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
+};
+
+use crate::{OperationBegin, Store, StoreError};
+
+mod linker;
+mod saga;
+
+/// A SQLite-backed [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file of a `sqlite://PATH` URL, in WAL mode, and
+    /// applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Database(e.into()))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Milliseconds since the epoch, the unit of `saga.lease_expires_ms`.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
+        linker::get(&self.reader, at).await
+    }
+
+    async fn linkers_list(
+        &self,
+        scope: &ResourceId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Linker>, StoreError> {
+        linker::list(&self.reader, scope, after, limit).await
+    }
+
+    async fn operation_begin(&self, begin: &OperationBegin) -> Result<(), StoreError> {
+        linker::operation_begin(&self.writer, begin).await
+    }
+
+    async fn operation_get(&self, id: OperationId) -> Result<Option<Operation>, StoreError> {
+        linker::operation_get(&self.reader, id).await
+    }
+}
+
+#[async_trait]
+impl SagaStore for SqliteStore {
+    async fn saga_load(&self, id: SagaId) -> Result<(SagaRecord, Vec<SagaEvent>), SagaStoreError> {
+        // Read through the writer so a saga always sees its own latest commit.
+        saga::load(&self.writer, id).await
+    }
+
+    async fn saga_record(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        ttl: Duration,
+        events: &[SagaEvent],
+        state: Option<(SagaState, Option<&StepError>)>,
+    ) -> Result<Ack, SagaStoreError> {
+        saga::record(&self.writer, id, lease, ttl, events, state).await
+    }
+
+    async fn saga_finish(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        events: &[SagaEvent],
+        outcome: &SagaOutcome,
+    ) -> Result<(), SagaStoreError> {
+        saga::finish(&self.writer, id, lease, events, outcome).await
+    }
+
+    async fn saga_renew_leases(
+        &self,
+        owner: &InstanceId,
+        ids: &[SagaId],
+        ttl: Duration,
+    ) -> Result<Vec<SagaId>, SagaStoreError> {
+        saga::renew(&self.writer, owner, ids, ttl).await
+    }
+
+    async fn saga_adopt_expired(
+        &self,
+        owner: &InstanceId,
+        ttl: Duration,
+        limit: u32,
+    ) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
+        saga::adopt_expired(&self.writer, owner, ttl, limit).await
+    }
+
+    async fn saga_release_all(&self, owner: &InstanceId) -> Result<(), SagaStoreError> {
+        saga::release_all(&self.writer, owner).await
+    }
+}

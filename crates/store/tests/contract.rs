@@ -1,0 +1,680 @@
+//! The store contract: every `Store` and `SagaStore` behaviour, run against Postgres and
+//! SQLite, each test on a fresh database.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers may panic: a panic is a test failure"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use tether_model::configuration::KeyNaming;
+use tether_model::ids::{InstanceId, LinkerId, LinkerName, LinkerRef, OperationId, ResourceId};
+use tether_model::linker::{Linker, LinkerProperties, Sealed, SystemData};
+use tether_model::operation::{Operation, OperationKind, OperationState, ProvisioningState};
+use tether_saga::{
+    EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaState, SagaStoreError, StepError,
+};
+use tether_store::testing::TestDb;
+use tether_store::{LinkerChange, OperationBegin, Store, StoreError};
+
+const SCOPE: &str = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.Web/sites/App";
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                let db = tether_store::testing::TestDb::postgres().await.expect("create a test database");
+                super::run(db, super::$name).await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $name() {
+                let db = tether_store::testing::TestDb::sqlite().expect("create a test database");
+                super::run(db, super::$name).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    linkers_are_found_case_insensitively_with_the_callers_casing,
+    list_pages_by_keyset,
+    a_second_create_of_the_same_name_conflicts,
+    updates_are_conditional_on_generation_and_idleness,
+    saga_log_writes_are_fenced_and_idempotent,
+    finishing_a_create_settles_linker_and_operation_in_one_commit,
+    a_failed_update_restores_the_previous_spec,
+    a_successful_delete_removes_the_linker,
+    validation_results_are_kept_on_the_operation,
+    expired_leases_are_adopted_with_a_new_generation,
+    stuck_sagas_wait_for_their_retry_time,
+    released_leases_are_adoptable_at_once,
+);
+
+async fn run<F, Fut>(db: TestDb, test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let store = tether_store::connect(&db.url)
+        .await
+        .expect("connect and migrate");
+    test(store).await;
+    db.drop_database().await.expect("drop the test database");
+}
+
+fn me() -> InstanceId {
+    InstanceId::generate("test")
+}
+
+fn linker(scope: &str, name: &str) -> Linker {
+    let now = Utc::now();
+    let properties: LinkerProperties = serde_json::from_value(json!({
+        "targetService": {"type": "AzureResource", "id": "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg/databases/db"},
+        "authInfo": {"authType": "secret", "name": "app"},
+        "clientType": "python"
+    }))
+    .unwrap();
+    Linker {
+        id: LinkerId::new(),
+        at: LinkerRef {
+            scope: ResourceId::parse(scope).unwrap(),
+            name: LinkerName::parse(name).unwrap(),
+        },
+        properties,
+        secret: Some(Sealed(vec![1, 2, 3])),
+        key_naming: KeyNaming::Plain,
+        provisioning_state: ProvisioningState::Accepted,
+        system_data: SystemData {
+            created_by: "tester".into(),
+            created_by_type: "User".into(),
+            created_at: now,
+            last_modified_by: "tester".into(),
+            last_modified_by_type: "User".into(),
+            last_modified_at: now,
+        },
+        generation: 1,
+        operation: None,
+    }
+}
+
+fn new_saga(owner: &InstanceId, ttl: Duration) -> NewSaga {
+    NewSaga {
+        id: tether_model::ids::SagaId::new(),
+        name: "linker-create".into(),
+        params: json!({"p": 1}),
+        owner: owner.clone(),
+        lease_ttl: ttl,
+        first_event: SagaEvent::new("resolve", EventKind::Started),
+    }
+}
+
+fn operation(kind: OperationKind, l: &Linker) -> Operation {
+    Operation {
+        id: OperationId::new(),
+        kind,
+        linker_id: l.id,
+        subscription: l.at.scope.subscription().to_ascii_lowercase(),
+        resource_id: l.at.resource_id(),
+        status: OperationState::InProgress,
+        start_time: Utc::now(),
+        end_time: None,
+        error: None,
+        result: None,
+    }
+}
+
+/// Starts a create of `l` and returns the operation, the saga id and its lease.
+async fn begin_create(
+    store: &dyn Store,
+    mut l: Linker,
+    owner: &InstanceId,
+) -> (Operation, tether_model::ids::SagaId, Lease) {
+    let op = operation(OperationKind::Create, &l);
+    l.operation = Some(op.id);
+    let saga = new_saga(owner, Duration::from_secs(30));
+    let id = saga.id;
+    store
+        .operation_begin(&OperationBegin {
+            change: LinkerChange::Create(l),
+            operation: op.clone(),
+            saga,
+        })
+        .await
+        .unwrap();
+    let lease = Lease {
+        owner: owner.clone(),
+        generation: 1,
+    };
+    (op, id, lease)
+}
+
+async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn linkers_are_found_case_insensitively_with_the_callers_casing(store: Arc<dyn Store>) {
+    let l = linker(SCOPE, "OrdersDb");
+    begin_create(store.as_ref(), l.clone(), &me()).await;
+    let other_casing = LinkerRef {
+        scope: ResourceId::parse(&SCOPE.to_ascii_lowercase()).unwrap(),
+        name: LinkerName::parse("ORDERSDB").unwrap(),
+    };
+    let got = store
+        .linker_get(&other_casing)
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(got.at.scope.as_str(), SCOPE);
+    assert_eq!(got.at.name.as_str(), "OrdersDb");
+    assert_eq!(got.properties, l.properties);
+    assert_eq!(got.secret, l.secret);
+    assert_eq!(got.provisioning_state, ProvisioningState::Accepted);
+    assert!(got.operation.is_some());
+    let missing = LinkerRef {
+        scope: other_casing.scope.clone(),
+        name: LinkerName::parse("nope").unwrap(),
+    };
+    assert!(store.linker_get(&missing).await.unwrap().is_none());
+}
+
+async fn list_pages_by_keyset(store: Arc<dyn Store>) {
+    let owner = me();
+    for name in ["e", "B", "a", "D", "c"] {
+        begin_create(store.as_ref(), linker(SCOPE, name), &owner).await;
+    }
+    // Another scope's linkers never show up.
+    begin_create(
+        store.as_ref(),
+        linker(&SCOPE.replace("App", "Other"), "a"),
+        &owner,
+    )
+    .await;
+    let scope = ResourceId::parse(SCOPE).unwrap();
+    let first = store.linkers_list(&scope, None, 2).await.unwrap();
+    let names: Vec<_> = first
+        .iter()
+        .map(|l| l.at.name.as_str().to_string())
+        .collect();
+    assert_eq!(names, ["a", "B"]);
+    let after = first.last().unwrap().at.name.key();
+    let rest = store.linkers_list(&scope, Some(&after), 10).await.unwrap();
+    let names: Vec<_> = rest
+        .iter()
+        .map(|l| l.at.name.as_str().to_string())
+        .collect();
+    assert_eq!(names, ["c", "D", "e"]);
+}
+
+async fn a_second_create_of_the_same_name_conflicts(store: Arc<dyn Store>) {
+    begin_create(store.as_ref(), linker(SCOPE, "db"), &me()).await;
+    let l = linker(SCOPE, "DB");
+    let err = store
+        .operation_begin(&OperationBegin {
+            operation: operation(OperationKind::Create, &l),
+            change: LinkerChange::Create(l),
+            saga: new_saga(&me(), Duration::from_secs(30)),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+async fn updates_are_conditional_on_generation_and_idleness(store: Arc<dyn Store>) {
+    let owner = me();
+    let (_, saga, lease) = begin_create(store.as_ref(), linker(SCOPE, "db"), &owner).await;
+    let at = LinkerRef {
+        scope: ResourceId::parse(SCOPE).unwrap(),
+        name: LinkerName::parse("db").unwrap(),
+    };
+    let current = store.linker_get(&at).await.unwrap().unwrap();
+    let update = |current: &Linker| {
+        let mut next = current.clone();
+        next.generation += 1;
+        next.provisioning_state = ProvisioningState::Updating;
+        let op = operation(OperationKind::Update, &next);
+        next.operation = Some(op.id);
+        OperationBegin {
+            change: LinkerChange::Update {
+                expected_generation: current.generation,
+                linker: next,
+            },
+            operation: op,
+            saga: new_saga(&owner, Duration::from_secs(30)),
+        }
+    };
+    // Busy: the create is still running.
+    assert!(matches!(
+        store.operation_begin(&update(&current)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .saga_finish(saga, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .await
+        .unwrap();
+    let idle = store.linker_get(&at).await.unwrap().unwrap();
+    assert_eq!(idle.provisioning_state, ProvisioningState::Succeeded);
+    assert!(idle.generation > current.generation);
+    // Stale generation.
+    assert!(matches!(
+        store.operation_begin(&update(&current)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.operation_begin(&update(&idle)).await.unwrap();
+    let updating = store.linker_get(&at).await.unwrap().unwrap();
+    assert_eq!(updating.provisioning_state, ProvisioningState::Updating);
+    // The same read cannot be used twice.
+    assert!(matches!(
+        store.operation_begin(&update(&idle)).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn saga_log_writes_are_fenced_and_idempotent(store: Arc<dyn Store>) {
+    let owner = me();
+    let (_, id, lease) = begin_create(store.as_ref(), linker(SCOPE, "db"), &owner).await;
+    let ttl = Duration::from_secs(30);
+    let events = [
+        SagaEvent::with_data("resolve", EventKind::Succeeded, json!({"fqdn": "x"})),
+        SagaEvent::new("network", EventKind::Started),
+    ];
+    let ack = store
+        .saga_record(id, &lease, ttl, &events, None)
+        .await
+        .unwrap();
+    assert!(!ack.cancel_requested);
+    // A retried write is harmless.
+    store
+        .saga_record(id, &lease, ttl, &events, None)
+        .await
+        .unwrap();
+    let (record, log) = store.saga_load(id).await.unwrap();
+    assert_eq!(record.state, SagaState::Running);
+    assert_eq!(record.params, json!({"p": 1}));
+    let kinds: Vec<_> = log.iter().map(|e| (e.step.as_str(), e.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("resolve", EventKind::Started),
+            ("resolve", EventKind::Succeeded),
+            ("network", EventKind::Started)
+        ]
+    );
+    assert_eq!(log[1].data, Some(json!({"fqdn": "x"})));
+
+    for stale in [
+        Lease {
+            owner: owner.clone(),
+            generation: 2,
+        },
+        Lease {
+            owner: me(),
+            generation: 1,
+        },
+    ] {
+        let err = store
+            .saga_record(id, &stale, ttl, &events, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SagaStoreError::Fenced), "{err:?}");
+        let err = store
+            .saga_finish(id, &stale, &[], &SagaOutcome::Succeeded(json!(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SagaStoreError::Fenced), "{err:?}");
+    }
+    let failure = StepError::permanent("Boom", "network failed");
+    store
+        .saga_record(
+            id,
+            &lease,
+            ttl,
+            &[],
+            Some((SagaState::Unwinding, Some(&failure))),
+        )
+        .await
+        .unwrap();
+    let (record, _) = store.saga_load(id).await.unwrap();
+    assert_eq!(
+        (record.state, record.error),
+        (SagaState::Unwinding, Some(failure))
+    );
+}
+
+async fn finishing_a_create_settles_linker_and_operation_in_one_commit(store: Arc<dyn Store>) {
+    let l = linker(SCOPE, "db");
+    let at = l.at.clone();
+    let (op, id, lease) = begin_create(store.as_ref(), l, &me()).await;
+    let before = store.operation_get(op.id).await.unwrap().unwrap();
+    assert_eq!(before.status, OperationState::InProgress);
+    assert_eq!(before.resource_id, op.resource_id);
+    let done = [SagaEvent::with_data(
+        "configuration",
+        EventKind::Succeeded,
+        json!({"k": 1}),
+    )];
+    store
+        .saga_finish(id, &lease, &done, &SagaOutcome::Succeeded(json!({"k": 1})))
+        .await
+        .unwrap();
+    let after = store.operation_get(op.id).await.unwrap().unwrap();
+    assert_eq!(after.status, OperationState::Succeeded);
+    assert!(after.end_time.is_some());
+    assert_eq!(after.result, None, "a create has no result body");
+    let l = store.linker_get(&at).await.unwrap().unwrap();
+    assert_eq!(
+        (l.provisioning_state, l.operation),
+        (ProvisioningState::Succeeded, None)
+    );
+    let (record, log) = store.saga_load(id).await.unwrap();
+    assert_eq!(record.state, SagaState::Succeeded);
+    assert_eq!(log.last().unwrap().kind, EventKind::Succeeded);
+    // A finished saga takes no more writes, even from its owner.
+    let err = store
+        .saga_record(id, &lease, Duration::from_secs(1), &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SagaStoreError::Fenced));
+    assert!(
+        store
+            .operation_get(OperationId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
+    let owner = me();
+    let original = linker(SCOPE, "db");
+    let at = original.at.clone();
+    let (_, id, lease) = begin_create(store.as_ref(), original.clone(), &owner).await;
+    store
+        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .await
+        .unwrap();
+    let current = store.linker_get(&at).await.unwrap().unwrap();
+
+    let mut next = current.clone();
+    next.properties.client_type = Some(tether_model::linker::ClientType::Java);
+    next.secret = Some(Sealed(vec![9, 9]));
+    next.generation += 1;
+    next.provisioning_state = ProvisioningState::Updating;
+    let op = operation(OperationKind::Update, &next);
+    next.operation = Some(op.id);
+    let saga = new_saga(&owner, Duration::from_secs(30));
+    let (update_id, op_id) = (saga.id, op.id);
+    store
+        .operation_begin(&OperationBegin {
+            change: LinkerChange::Update {
+                expected_generation: current.generation,
+                linker: next,
+            },
+            operation: op,
+            saga,
+        })
+        .await
+        .unwrap();
+    let shown = store.linker_get(&at).await.unwrap().unwrap();
+    assert_eq!(
+        shown.properties.client_type,
+        Some(tether_model::linker::ClientType::Java)
+    );
+
+    let error = StepError::permanent("TargetUnavailable", "the server is gone");
+    store
+        .saga_finish(update_id, &lease, &[], &SagaOutcome::Failed(error))
+        .await
+        .unwrap();
+    let reverted = store.linker_get(&at).await.unwrap().unwrap();
+    assert_eq!(reverted.properties, original.properties);
+    assert_eq!(reverted.secret, original.secret);
+    assert_eq!(reverted.provisioning_state, ProvisioningState::Failed);
+    let op = store.operation_get(op_id).await.unwrap().unwrap();
+    assert_eq!(op.status, OperationState::Failed);
+    let err = op.error.unwrap();
+    assert_eq!(
+        (err.code.as_str(), err.message.as_str()),
+        ("TargetUnavailable", "the server is gone")
+    );
+}
+
+async fn a_successful_delete_removes_the_linker(store: Arc<dyn Store>) {
+    let owner = me();
+    let l = linker(SCOPE, "db");
+    let at = l.at.clone();
+    let (_, id, lease) = begin_create(store.as_ref(), l, &owner).await;
+    store
+        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .await
+        .unwrap();
+    let current = store.linker_get(&at).await.unwrap().unwrap();
+    let op = operation(OperationKind::Delete, &current);
+    let saga = new_saga(&owner, Duration::from_secs(30));
+    let (delete_id, op_id) = (saga.id, op.id);
+    store
+        .operation_begin(&OperationBegin {
+            change: LinkerChange::Delete {
+                id: current.id,
+                expected_generation: current.generation,
+            },
+            operation: op,
+            saga,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .linker_get(&at)
+            .await
+            .unwrap()
+            .unwrap()
+            .provisioning_state,
+        ProvisioningState::Deleting
+    );
+    store
+        .saga_finish(delete_id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .await
+        .unwrap();
+    assert!(store.linker_get(&at).await.unwrap().is_none());
+    assert_eq!(
+        store.operation_get(op_id).await.unwrap().unwrap().status,
+        OperationState::Succeeded
+    );
+}
+
+async fn validation_results_are_kept_on_the_operation(store: Arc<dyn Store>) {
+    let owner = me();
+    let l = linker(SCOPE, "db");
+    let at = l.at.clone();
+    let (_, id, lease) = begin_create(store.as_ref(), l, &owner).await;
+    store
+        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .await
+        .unwrap();
+    let current = store.linker_get(&at).await.unwrap().unwrap();
+    let op = operation(OperationKind::Validate, &current);
+    let saga = new_saga(&owner, Duration::from_secs(30));
+    let (validate_id, op_id) = (saga.id, op.id);
+    store
+        .operation_begin(&OperationBegin {
+            change: LinkerChange::Nothing,
+            operation: op,
+            saga,
+        })
+        .await
+        .unwrap();
+    let result = json!({"isConnectionAvailable": true});
+    store
+        .saga_finish(
+            validate_id,
+            &lease,
+            &[],
+            &SagaOutcome::Succeeded(result.clone()),
+        )
+        .await
+        .unwrap();
+    let op = store.operation_get(op_id).await.unwrap().unwrap();
+    assert_eq!(
+        (op.status, op.result),
+        (OperationState::Succeeded, Some(result))
+    );
+    assert_eq!(
+        store.linker_get(&at).await.unwrap().unwrap(),
+        current,
+        "validation leaves the linker alone"
+    );
+}
+
+async fn expired_leases_are_adopted_with_a_new_generation(store: Arc<dyn Store>) {
+    let owner = me();
+    let (_, id, lease) = begin_create(store.as_ref(), linker(SCOPE, "db"), &owner).await;
+    let other = me();
+    assert!(
+        store
+            .saga_adopt_expired(&other, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .saga_renew_leases(&owner, &[id], Duration::from_millis(1))
+            .await
+            .unwrap(),
+        vec![id]
+    );
+    let adopted = poll("adoption", || async {
+        let a = store
+            .saga_adopt_expired(&other, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        adopted,
+        vec![(
+            id,
+            Lease {
+                owner: other.clone(),
+                generation: 2
+            }
+        )]
+    );
+    // The old owner is fenced and can no longer renew.
+    assert!(
+        store
+            .saga_renew_leases(&owner, &[id], Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .saga_record(id, &lease, Duration::from_secs(1), &[], None)
+            .await,
+        Err(SagaStoreError::Fenced)
+    ));
+    let (record, _) = store.saga_load(id).await.unwrap();
+    assert_eq!(
+        record.lease,
+        Some(Lease {
+            owner: other,
+            generation: 2
+        })
+    );
+}
+
+async fn stuck_sagas_wait_for_their_retry_time(store: Arc<dyn Store>) {
+    let owner = me();
+    let (_, id, lease) = begin_create(store.as_ref(), linker(SCOPE, "db"), &owner).await;
+    let undo_error = StepError::permanent("UndoFailed", "cannot remove");
+    let events = [SagaEvent::with_data(
+        "network",
+        EventKind::UndoFailed,
+        serde_json::to_value(&undo_error).unwrap(),
+    )];
+    store
+        .saga_record(
+            id,
+            &lease,
+            Duration::from_secs(3600),
+            &events,
+            Some((SagaState::Stuck, None)),
+        )
+        .await
+        .unwrap();
+    let (record, _) = store.saga_load(id).await.unwrap();
+    assert_eq!(record.state, SagaState::Stuck);
+    assert!(
+        store
+            .saga_adopt_expired(&me(), Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Renewal does not keep a stuck saga (nobody runs it), and its retry time comes.
+    assert!(
+        store
+            .saga_renew_leases(&owner, &[id], Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .saga_record(
+            id,
+            &lease,
+            Duration::from_millis(1),
+            &[],
+            Some((SagaState::Stuck, None)),
+        )
+        .await
+        .unwrap();
+    let retrier = me();
+    poll("the stuck saga's retry", || async {
+        let a = store
+            .saga_adopt_expired(&retrier, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        (!a.is_empty()).then_some(())
+    })
+    .await;
+    let (record, _) = store.saga_load(id).await.unwrap();
+    assert_eq!(record.state, SagaState::Unwinding);
+}
+
+async fn released_leases_are_adoptable_at_once(store: Arc<dyn Store>) {
+    let owner = me();
+    let (_, id, _) = begin_create(store.as_ref(), linker(SCOPE, "db"), &owner).await;
+    store.saga_release_all(&owner).await.unwrap();
+    let other = me();
+    let adopted = poll("adoption", || async {
+        let a = store
+            .saga_adopt_expired(&other, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(adopted[0].0, id);
+}
