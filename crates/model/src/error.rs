@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Conflict,
     /// 413: the request body is too large.
     PayloadTooLarge,
+    /// 501: a documented operation Tether does not serve yet.
+    NotImplemented,
     /// 503: a dependency is unavailable; the client should retry later.
     Unavailable,
     /// 500: a bug. The client sees a generic message.

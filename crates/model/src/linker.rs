@@ -75,6 +75,29 @@ pub struct LinkerProperties {
 }
 
 impl LinkerProperties {
+    /// Reads `properties` from a request body. Errors are `400 InvalidRequestContent` naming
+    /// the offending path; messages about `authInfo` values never quote the value.
+    pub fn from_json(properties: Value) -> Result<Self, crate::Error> {
+        serde_path_to_error::deserialize(properties).map_err(|e| {
+            let path = e.path().to_string();
+            let detail = e.inner().to_string();
+            // serde quotes offending values; under `authInfo` a value may be a secret. (The
+            // path stops at tagged enums, so it cannot tell which field failed there.)
+            let may_echo = detail.starts_with("invalid type") || detail.starts_with("invalid value");
+            let detail = if path.starts_with("authInfo") && may_echo {
+                "a value has the wrong type or is not allowed (values under authInfo are not echoed)".to_string()
+            } else {
+                detail
+            };
+            let target = if path == "." {
+                "properties".to_string()
+            } else {
+                format!("properties.{path}")
+            };
+            crate::Error::invalid("InvalidRequestContent", format!("{target}: {detail}")).with_target(target)
+        })
+    }
+
     /// Moves the auth secret (password, client secret, certificate) out of the model, leaving
     /// `None` behind, so the rest can be stored and shown.
     pub fn take_secret(&mut self) -> Option<Secret> {
@@ -752,6 +775,32 @@ mod tests {
         .unwrap();
         assert_eq!(p.secret().unwrap().expose(), "s3cr3t");
         assert!(!serde_json::to_string(&p).unwrap().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn request_errors_name_the_path_and_hide_secrets() {
+        let err =
+            LinkerProperties::from_json(json!({"authInfo": {"authType": "secret", "nmae": "x"}}))
+                .unwrap_err();
+        assert_eq!(err.code(), "InvalidRequestContent");
+        assert_eq!(err.target(), Some("properties.authInfo"));
+        assert!(err.detail().message.contains("nmae"), "{err}");
+        for bad in [json!(["hunter2"]), json!(31337), json!({"hunter2": true})] {
+            let err = LinkerProperties::from_json(json!({"authInfo": {"authType": "secret",
+                "secretInfo": {"secretType": "rawValue", "value": bad}}}))
+            .unwrap_err();
+            assert_eq!(err.target(), Some("properties.authInfo"));
+            let message = err.detail().message;
+            assert!(
+                !message.contains("hunter2") && !message.contains("31337"),
+                "{message}"
+            );
+        }
+        let err = LinkerProperties::from_json(json!({"clientType": "cobol"})).unwrap_err();
+        assert!(
+            err.detail().message.contains("cobol") && err.detail().message.contains("python"),
+            "{err}"
+        );
     }
 
     #[test]

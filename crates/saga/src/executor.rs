@@ -87,8 +87,8 @@ pub struct ExecutorConfig {
     pub backoff_base: Duration,
     /// Largest retry delay.
     pub backoff_max: Duration,
-    /// Test aid: run every action and every undo twice, and fail the saga if a repeated
-    /// action returns a different output (a non-idempotent step).
+    /// Test aid: run every action and every undo twice (the second action's output is the one
+    /// kept). Tests then check that the end state is what one run gives.
     pub repeat_each_step: bool,
 }
 
@@ -425,23 +425,10 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
             let mut result = self
                 .attempt(self.inner.config.step_timeout, || step.run(&cx))
                 .await;
-            if self.inner.config.repeat_each_step {
-                if let Ok(first) = &result {
-                    let first = first.clone();
-                    result = self
-                        .attempt(self.inner.config.step_timeout, || step.run(&cx))
-                        .await;
-                    result = result.and_then(|second| {
-                        if second == first {
-                            Ok(second)
-                        } else {
-                            Err(Failure::Step(StepError::permanent(
-                                "StepNotIdempotent",
-                                format!("step {name} returned a different output when repeated"),
-                            )))
-                        }
-                    });
-                }
+            if self.inner.config.repeat_each_step && result.is_ok() {
+                result = self
+                    .attempt(self.inner.config.step_timeout, || step.run(&cx))
+                    .await;
             }
             crash_point(self.def.name, name, "after");
             match result {

@@ -1,0 +1,397 @@
+//! One handler per ARM operation, reached from [`dispatch`] after authentication, routing and
+//! the api-version gate.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tether_app::Caller;
+use tether_model::ids::{LinkerRef, OperationId, PROVIDER_NAMESPACE};
+use tether_model::linker::LinkerProperties;
+use tether_model::operation::{Operation, OperationKind, OperationState};
+use tether_model::{ApiVersion, Error, ErrorKind};
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::render::{self, empty_response, json_response};
+use crate::routes::{self, Action, Query, Route};
+
+/// ARM's request body limit.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// The fallback handler: every ARM route goes through here.
+pub async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match handle(&state, &parts, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response, ApiError> {
+    let caller = state.authenticate(&parts.headers)?;
+    let route = routes::parse(parts.uri.path())?;
+    tracing::Span::current().record("route", route.name());
+    let query = Query::parse(parts.uri.query())?;
+    let version = query.version()?;
+    let cx = Cx {
+        state,
+        version,
+        base: state.base_url(&parts.headers),
+    };
+    let method = parts.method.clone();
+    match (method, route) {
+        (Method::GET, Route::Operations) => Ok(json_response(StatusCode::OK, &render::operations())),
+        (Method::GET, Route::Linkers(scope)) => cx.list(&scope, parts, &query).await,
+        (Method::GET, Route::Linker(at)) => cx.get(&at).await,
+        (Method::PUT, Route::Linker(at)) => cx.put(at, read_body(parts, body).await?, &caller).await,
+        (Method::PATCH, Route::Linker(at)) => cx.patch(at, read_body(parts, body).await?, &caller).await,
+        (Method::DELETE, Route::Linker(at)) => cx.delete(at).await,
+        (Method::POST, Route::LinkerAction(at, Action::Validate)) => cx.validate(&at).await,
+        (Method::POST, Route::LinkerAction(at, Action::ListConfigurations)) => cx.configurations(&at).await,
+        (Method::GET, Route::OperationStatus { subscription, id }) => cx.status(&subscription, id).await,
+        (Method::GET, Route::OperationResult { subscription, id }) => cx.result(&subscription, id).await,
+        (_, Route::Unsupported(what)) => Err(Error::new(
+            ErrorKind::NotImplemented,
+            "NotImplemented",
+            format!("the '{what}' operations of {PROVIDER_NAMESPACE} are not supported by this service yet"),
+        )
+        .into()),
+        (method, route) => Err(Error::new(
+            ErrorKind::MethodNotAllowed,
+            "MethodNotAllowed",
+            format!("the method '{method}' is not allowed on '{}'", route.name()),
+        )
+        .into()),
+    }
+}
+
+/// Reads a JSON object body within ARM's size limit.
+async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
+    let too_large = || {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            "RequestBodyTooLarge",
+            "the request body is larger than 4 MB",
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large())?;
+    if bytes.is_empty() {
+        return Err(Error::invalid(
+            "InvalidRequestContent",
+            "the request body is required",
+        ));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Error::invalid(
+            "InvalidRequestContent",
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(Error::invalid(
+            "InvalidRequestContent",
+            format!("the request body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// Takes `properties` out of a linker body; the read-only envelope fields are ignored and
+/// anything else is rejected.
+fn properties_of(mut body: Value, required: bool) -> Result<Value, Error> {
+    let map = body.as_object_mut().expect("read_body returns objects");
+    if let Some(unknown) = map
+        .keys()
+        .find(|k| !["properties", "id", "name", "type", "systemData"].contains(&k.as_str()))
+    {
+        return Err(Error::invalid(
+            "InvalidRequestContent",
+            format!("the property '{unknown}' is not allowed in a linker body"),
+        )
+        .with_target(unknown.clone()));
+    }
+    match map.remove("properties") {
+        Some(p @ Value::Object(_)) => Ok(p),
+        None | Some(Value::Null) if !required => Ok(json!({})),
+        Some(Value::Null) | None => Err(Error::invalid(
+            "InvalidRequestContent",
+            "the linker body requires 'properties'",
+        )
+        .with_target("properties")),
+        Some(_) => Err(
+            Error::invalid("InvalidRequestContent", "'properties' must be an object")
+                .with_target("properties"),
+        ),
+    }
+}
+
+/// What every handler needs.
+struct Cx<'a> {
+    state: &'a ApiState,
+    version: ApiVersion,
+    base: String,
+}
+
+impl Cx<'_> {
+    fn operation_path(&self, subscription: &str, kind: &str, id: OperationId) -> String {
+        format!(
+            "/subscriptions/{subscription}/providers/{PROVIDER_NAMESPACE}/locations/{}/{kind}/{id}",
+            self.state.config.location
+        )
+    }
+
+    fn operation_url(&self, subscription: &str, kind: &str, id: OperationId) -> String {
+        format!(
+            "{}{}?api-version={}",
+            self.base,
+            self.operation_path(subscription, kind, id),
+            self.version
+        )
+    }
+
+    /// Adds the polling headers of an accepted operation.
+    fn poll_headers(
+        &self,
+        headers: &mut HeaderMap,
+        at: &LinkerRef,
+        id: OperationId,
+        location: bool,
+    ) {
+        let subscription = at.scope.subscription();
+        let mut set = |name: &'static str, value: String| {
+            headers.insert(
+                name,
+                HeaderValue::from_str(&value).expect("urls are valid header values"),
+            );
+        };
+        set(
+            "azure-asyncoperation",
+            self.operation_url(subscription, "operationStatuses", id),
+        );
+        if location {
+            set(
+                "location",
+                self.operation_url(subscription, "operationResults", id),
+            );
+        }
+        set("retry-after", self.state.config.retry_after.to_string());
+    }
+
+    async fn get(&self, at: &LinkerRef) -> Result<Response, ApiError> {
+        let linker = self.state.app.linker_get(at).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &render::linker(&linker, self.version),
+        ))
+    }
+
+    async fn list(
+        &self,
+        scope: &tether_model::ids::ResourceId,
+        parts: &Parts,
+        query: &Query,
+    ) -> Result<Response, ApiError> {
+        let page = self
+            .state
+            .app
+            .linkers_list(scope, query.skip_token.as_deref(), query.top)
+            .await?;
+        let value: Vec<Value> = page
+            .linkers
+            .iter()
+            .map(|l| render::linker(l, self.version))
+            .collect();
+        let mut body = json!({ "value": value });
+        if let Some(token) = page.next {
+            let mut next = form_urlencoded::Serializer::new(String::new());
+            next.append_pair("api-version", self.version.as_str());
+            if let Some(top) = query.top {
+                next.append_pair("$top", &top.to_string());
+            }
+            next.append_pair("$skipToken", &token);
+            body["nextLink"] = json!(format!(
+                "{}{}?{}",
+                self.base,
+                parts.uri.path(),
+                next.finish()
+            ));
+        }
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    async fn put(&self, at: LinkerRef, body: Value, caller: &Caller) -> Result<Response, ApiError> {
+        let properties = properties_of(body, true)?;
+        self.version.check_request(&properties)?;
+        let properties = LinkerProperties::from_json(properties)?;
+        let accepted = self.state.app.linker_put(at, properties, caller).await?;
+        let status = if accepted.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        let mut response = json_response(status, &render::linker(&accepted.linker, self.version));
+        self.poll_headers(
+            response.headers_mut(),
+            &accepted.linker.at,
+            accepted.operation,
+            false,
+        );
+        Ok(response)
+    }
+
+    async fn patch(
+        &self,
+        at: LinkerRef,
+        body: Value,
+        caller: &Caller,
+    ) -> Result<Response, ApiError> {
+        let patch = properties_of(body, false)?;
+        self.version.check_request(&patch)?;
+        let accepted = self.state.app.linker_patch(at, &patch, caller).await?;
+        // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
+        let mut response = json_response(
+            StatusCode::CREATED,
+            &render::linker(&accepted.linker, self.version),
+        );
+        self.poll_headers(
+            response.headers_mut(),
+            &accepted.linker.at,
+            accepted.operation,
+            false,
+        );
+        Ok(response)
+    }
+
+    async fn delete(&self, at: LinkerRef) -> Result<Response, ApiError> {
+        let Some(operation) = self.state.app.linker_delete(at.clone()).await? else {
+            return Ok(empty_response(StatusCode::NO_CONTENT));
+        };
+        let mut response = empty_response(StatusCode::ACCEPTED);
+        self.poll_headers(response.headers_mut(), &at, operation, true);
+        Ok(response)
+    }
+
+    async fn validate(&self, at: &LinkerRef) -> Result<Response, ApiError> {
+        let operation = self.state.app.linker_validate(at).await?;
+        let mut response = empty_response(StatusCode::ACCEPTED);
+        self.poll_headers(response.headers_mut(), at, operation, true);
+        Ok(response)
+    }
+
+    async fn configurations(&self, at: &LinkerRef) -> Result<Response, ApiError> {
+        let entries = self.state.app.linker_configurations(at).await?;
+        let configurations: Vec<Value> = entries
+            .iter()
+            .map(|e| json!({"name": e.name, "value": e.value}))
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "configurations": configurations }),
+        ))
+    }
+
+    /// An operation of this subscription; unknown or foreign ids are the same 404.
+    async fn operation(
+        &self,
+        subscription: &str,
+        id: Option<OperationId>,
+    ) -> Result<Operation, ApiError> {
+        let found = match id {
+            Some(id) => self.state.app.operation_get(id).await?,
+            None => None,
+        };
+        found
+            .filter(|op| op.subscription == subscription)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    "OperationNotFound",
+                    "the operation was not found",
+                )
+                .into()
+            })
+    }
+
+    async fn status(
+        &self,
+        subscription: &str,
+        id: Option<OperationId>,
+    ) -> Result<Response, ApiError> {
+        let op = self.operation(subscription, id).await?;
+        let path = self.operation_path(subscription, "operationStatuses", op.id);
+        let mut response = json_response(StatusCode::OK, &render::operation_status(&op, &path));
+        if !op.status.is_terminal() {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.state.config.retry_after),
+            );
+        }
+        Ok(response)
+    }
+
+    /// The `Location` protocol: 202 while running, then what the synchronous call would have
+    /// answered.
+    async fn result(
+        &self,
+        subscription: &str,
+        id: Option<OperationId>,
+    ) -> Result<Response, ApiError> {
+        let op = self.operation(subscription, id).await?;
+        match op.status {
+            OperationState::InProgress => {
+                let mut response = empty_response(StatusCode::ACCEPTED);
+                let headers = response.headers_mut();
+                let url = self.operation_url(subscription, "operationResults", op.id);
+                headers.insert(
+                    header::LOCATION,
+                    HeaderValue::from_str(&url).expect("urls are valid header values"),
+                );
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.state.config.retry_after),
+                );
+                Ok(response)
+            }
+            OperationState::Succeeded => match op.kind {
+                OperationKind::Delete => Ok(empty_response(StatusCode::NO_CONTENT)),
+                OperationKind::Validate => Ok(json_response(
+                    StatusCode::OK,
+                    &render::validate_operation_result(&op),
+                )),
+                OperationKind::Create | OperationKind::Update => {
+                    let Route::Linker(at) = routes::parse(&op.resource_id)? else {
+                        return Err(Error::internal(
+                            "an operation's resource id is not a linker id",
+                            std::fmt::Error,
+                        )
+                        .into());
+                    };
+                    self.get(&at).await
+                }
+            },
+            OperationState::Failed | OperationState::Canceled => {
+                let status = if op.status == OperationState::Failed {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::CONFLICT
+                };
+                let error = op.error.unwrap_or_else(|| {
+                    tether_model::ErrorDetail::new("OperationFailed", "the operation failed")
+                });
+                Ok(json_response(status, &json!({ "error": error })))
+            }
+        }
+    }
+}

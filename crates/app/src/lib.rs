@@ -1,0 +1,76 @@
+//! `tether-app`: the linker use-cases ([`App`]) and the concrete sagas that carry them out.
+//!
+//! A write is checked synchronously ([`spec`]), stored with its operation and saga in one
+//! transaction, and run by the saga executor on this replica (any replica adopts it if this
+//! one dies). Secrets are sealed with the configured key before they reach the store.
+//!
+//! Must never depend on axum.
+
+use std::sync::Arc;
+
+use tether_adapters::Adapters;
+use tether_model::ids::InstanceId;
+use tether_saga::{Executor, ExecutorConfig};
+use tether_store::Store;
+
+pub mod linkers;
+pub mod sagas;
+pub mod secrets;
+pub mod spec;
+
+pub use linkers::{Accepted, Page};
+pub use sagas::LinkerCtx;
+pub use secrets::SecretBox;
+
+/// Who made a request, as `systemData` records it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The identity (user name, application id).
+    pub name: String,
+    /// `User`, `Application`, `ManagedIdentity` or `Key`.
+    pub kind: String,
+}
+
+/// The application: use-cases over the store, the adapters and the saga executor.
+#[derive(Clone)]
+pub struct App {
+    store: Arc<dyn Store>,
+    adapters: Adapters,
+    secrets: Arc<SecretBox>,
+    executor: Executor<LinkerCtx>,
+}
+
+impl App {
+    /// Wires the use-cases and an executor acting as replica `me`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        adapters: Adapters,
+        secrets: SecretBox,
+        me: InstanceId,
+        config: ExecutorConfig,
+    ) -> Self {
+        let secrets = Arc::new(secrets);
+        let ctx = Arc::new(LinkerCtx {
+            adapters: adapters.clone(),
+            secrets: secrets.clone(),
+        });
+        let saga_store: Arc<dyn tether_saga::SagaStore> = store.clone();
+        let executor = Executor::new(saga_store, ctx, me, config, sagas::definitions());
+        Self {
+            store,
+            adapters,
+            secrets,
+            executor,
+        }
+    }
+
+    /// The saga executor (the server runs its background duties).
+    pub fn executor(&self) -> &Executor<LinkerCtx> {
+        &self.executor
+    }
+
+    /// Checks that the store answers (readiness).
+    pub async fn ready(&self) -> Result<(), tether_model::Error> {
+        Ok(self.store.ping().await?)
+    }
+}

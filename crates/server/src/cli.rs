@@ -1,0 +1,120 @@
+//! The `tether` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat};
+use crate::{Application, cancel_on_signal, dev, telemetry};
+
+/// Tether: a self-hostable control plane for service connections (the Microsoft.ServiceLinker API).
+#[derive(Debug, Parser)]
+#[command(name = "tether", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one API replica (any number share one Postgres database).
+    Serve {
+        /// The configuration file (TOML); `TETHER__SECTION__KEY` environment variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run everything in one process for a first try: the API, an embedded SQLite store and
+    /// a mock Azure backend seeded with demo resources.
+    Dev(dev::DevArgs),
+    /// Apply the database migrations and exit.
+    Migrate {
+        /// The database URL (`postgres://…` or `sqlite://…`).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Run the mock Azure Resource Manager backend on its own, seeded with the demo resources.
+    MockAzure {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// A bearer token to accept on ARM routes besides the tokens the mock issues.
+        #[arg(long)]
+        accept_token: Vec<String>,
+        /// Start with no resources instead of the demo ones.
+        #[arg(long)]
+        empty: bool,
+    },
+}
+
+/// Parses the command line, runs the command, and turns its error into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            telemetry::init(config.log.format);
+            let app = Application::build(&config).await?;
+            let shutdown = CancellationToken::new();
+            cancel_on_signal(shutdown.clone());
+            app.run_until_stopped(shutdown).await
+        }
+        Command::Dev(args) => dev::run(args).await,
+        Command::Migrate { database_url } => {
+            telemetry::init(LogFormat::Text);
+            tether_store::connect(&database_url)
+                .await
+                .context("migration failed")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::MockAzure {
+            listen,
+            accept_token,
+            empty,
+        } => {
+            telemetry::init(LogFormat::Text);
+            let mut config = tether_mock_azure::Config::demo();
+            config.accepted_tokens = accept_token;
+            if empty {
+                config.seed = tether_mock_azure::Seed::Empty;
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("could not listen on {listen}"))?;
+            println!(
+                "mock Azure backend listening on http://{}",
+                listener.local_addr()?
+            );
+            let shutdown = CancellationToken::new();
+            cancel_on_signal(shutdown.clone());
+            tether_mock_azure::MockAzure::new(config)
+                .serve(listener, async move { shutdown.cancelled().await })
+                .await
+                .context("the mock backend failed")
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `tether dev`: the whole product in one process for a first try — the API on SQLite in a
+//! data directory, the mock Azure backend in-process with demo resources, and a development
+//! bearer token.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use tether_app::SecretBox;
+use tether_mock_azure::{MockAzure, demo};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{
+    AuthConfig, AzureConfig, Config, DatabaseConfig, LogConfig, LogFormat, SagasConfig,
+    SecretsConfig, ServerConfig,
+};
+use crate::{Application, cancel_on_signal, telemetry};
+
+/// Options of `tether dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Address of the embedded mock Azure backend.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    mock_listen: SocketAddr,
+    /// Where the SQLite database and the secret key live.
+    #[arg(long, default_value = "./.tether")]
+    data_dir: PathBuf,
+    /// The bearer token to accept (default: a new random one, printed at start).
+    #[arg(long)]
+    dev_token: Option<String>,
+}
+
+/// Runs `tether dev` until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "could not create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let key = load_or_create_key(&args.data_dir.join("secret.key"))?;
+    let token = args
+        .dev_token
+        .unwrap_or_else(|| format!("tdev_{:032x}", rand::rng().random::<u128>()));
+
+    let mock_listener = tokio::net::TcpListener::bind(args.mock_listen)
+        .await
+        .with_context(|| format!("could not listen on {} (--mock-listen)", args.mock_listen))?;
+    let mock_url = format!("http://{}", mock_listener.local_addr()?);
+    let mut mock_config = tether_mock_azure::Config::demo();
+    mock_config.accepted_tokens = vec![token.clone()];
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let mock = tokio::spawn(MockAzure::new(mock_config).serve(mock_listener, {
+        let stop = shutdown.clone();
+        async move { stop.cancelled().await }
+    }));
+
+    let database = args.data_dir.join("tether.db");
+    let base = Config {
+        server: ServerConfig {
+            listen: args.listen,
+            public_url: None,
+            location: "local".into(),
+            retry_after_secs: 1,
+            instance_name: "dev".into(),
+        },
+        database: DatabaseConfig {
+            url: format!("sqlite://{}", database.display()),
+        },
+        auth: AuthConfig {
+            token: SecretString::from(token.clone()),
+            principal: "tether-dev".into(),
+        },
+        secrets: SecretsConfig { key },
+        azure: AzureConfig {
+            arm_endpoint: mock_url.clone(),
+            authority: mock_url.clone(),
+            tenant_id: demo::TENANT_ID.into(),
+            client_id: demo::CLIENT_ID.into(),
+            client_secret: SecretString::from(demo::CLIENT_SECRET.to_string()),
+            max_retries: 3,
+            request_timeout_secs: 30,
+        },
+        sagas: SagasConfig::default(),
+        log: LogConfig {
+            format: LogFormat::Text,
+        },
+    };
+    let config = Config::from_base(&base)?;
+    let app = Application::build(&config).await?;
+    let api_url = format!("http://{}", app.local_addr());
+    println!(
+        "\nTether is running (development mode)\n\
+         \n  API:         {api_url}\
+         \n  Token:       {token}\
+         \n  Mock Azure:  {mock_url}   (admin API: {mock_url}/admin/state, /admin/calls, /admin/faults)\
+         \n  Data:        {}\
+         \n\nDemo resources (subscription {}):\
+         \n  App Service app:          {}\
+         \n  PostgreSQL flexible db:   {}\
+         \n\nTry:\n  curl -H \"Authorization: Bearer {token}\" \"{api_url}/providers/Microsoft.ServiceLinker/operations?api-version=2022-05-01\"\n",
+        args.data_dir.display(),
+        demo::SUBSCRIPTION_ID,
+        demo::WEB_APP_ID,
+        demo::PG_DATABASE_ID,
+    );
+    let result = app.run_until_stopped(shutdown.clone()).await;
+    shutdown.cancel();
+    mock.await
+        .context("the mock backend panicked")?
+        .context("the mock backend failed")?;
+    result
+}
+
+/// The data directory's AEAD key, created (readable by the owner only) on first use.
+fn load_or_create_key(path: &Path) -> anyhow::Result<SecretString> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        return Ok(SecretString::from(text.trim().to_string()));
+    }
+    let key = SecretBox::generate_key();
+    write_private(path, key.expose_secret())
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}

@@ -1,0 +1,120 @@
+//! `tether-server`: the `tether` binary's library. [`Application::build`] wires the store, the
+//! adapters, the use-cases, the saga executor and the HTTP API from a [`config::Config`];
+//! [`cli`] holds the subcommands (`serve`, `dev`, `migrate`, `mock-azure`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tether_adapters::arm::ArmClient;
+use tether_api::ApiConfig;
+use tether_app::App;
+use tether_model::ids::InstanceId;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub mod cli;
+pub mod config;
+mod dev;
+pub mod telemetry;
+
+use config::Config;
+
+/// A built, not yet running, Tether replica.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    app: App,
+    store: Arc<dyn tether_store::Store>,
+}
+
+impl Application {
+    /// Connects to the database (applying migrations), builds every part and binds the
+    /// listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = tether_store::connect(&config.database.url)
+            .await
+            .context("could not open the database (database.url)")?;
+        let arm = ArmClient::new(config.arm()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let me = InstanceId::generate(&config.server.instance_name);
+        let app = App::new(
+            store.clone(),
+            tether_adapters::azure::adapters(arm),
+            config.secret_box()?,
+            me.clone(),
+            config.executor(),
+        );
+        let api = ApiConfig {
+            public_url: config.server.public_url.clone(),
+            location: config.server.location.to_ascii_lowercase().replace(' ', ""),
+            retry_after: config.server.retry_after_secs,
+            token: config.auth.token.clone(),
+            principal: config.auth.principal.clone(),
+        };
+        let router = tether_api::router(app.clone(), api);
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "could not listen on {} (server.listen)",
+                    config.server.listen
+                )
+            })?;
+        info!(instance = %me, addr = %listener.local_addr()?, "tether replica ready");
+        Ok(Self {
+            listener,
+            router,
+            app,
+            store,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves requests and runs sagas until `shutdown` is cancelled, then stops the sagas it
+    /// runs and releases their leases so another replica (or the next start) adopts them at
+    /// once.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let executor = self.app.executor().clone();
+        let sagas = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { executor.run(shutdown).await }
+        });
+        let stop = shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("the HTTP server failed")?;
+        shutdown.cancel();
+        sagas.await.context("the saga executor panicked")?;
+        drop(self.store);
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler cannot fail");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("shutting down");
+        token.cancel();
+    });
+}
