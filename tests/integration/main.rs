@@ -1,1 +1,14 @@
-//! end-to-end tests
+//! End-to-end tests: real `tether serve` processes against the mock Azure backend, on
+//! Postgres and on SQLite, through the HTTP API (every response checked against the OpenAPI
+//! document of its api-version).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers may panic: a panic is a test failure"
+)]
+
+mod conventions;
+mod lifecycle;
+mod restart;
+mod rollback;
+mod support;

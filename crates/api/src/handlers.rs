@@ -22,6 +22,11 @@ use crate::routes::{self, Action, Query, Route};
 /// ARM's request body limit.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// How much of an oversized body is read and thrown away before answering 413, so that a
+/// client that sends its whole body before reading the response sees the 413 instead of a
+/// reset connection. Beyond this the connection is simply closed.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 /// The fallback handler: every ARM route goes through here.
 pub async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -84,6 +89,7 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY) {
+        let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
         return Err(too_large());
     }
     let bytes = axum::body::to_bytes(body, MAX_BODY)

@@ -29,9 +29,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use std::path::{Path, PathBuf};
+
 use axum::Router;
-use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::extract::{Request, State as Extract};
+use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde_json::Value;
@@ -51,6 +53,11 @@ pub struct Config {
     pub accepted_tokens: Vec<String>,
     /// What the backend contains at start and after `POST /admin/reset`.
     pub seed: Seed,
+    /// When set, the resources are loaded from this JSON file at start (if it exists) instead
+    /// of the seed, and written back after every change (atomically: a temporary file renamed
+    /// over it). `tether dev` keeps it in its data directory, so demo resources survive a
+    /// restart along with the linkers in its database.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -64,6 +71,7 @@ impl Config {
             }],
             accepted_tokens: Vec::new(),
             seed: Seed::Demo,
+            state_file: None,
         }
     }
 }
@@ -78,6 +86,7 @@ impl fmt::Debug for Config {
                 &format_args!("[{} redacted]", self.accepted_tokens.len()),
             )
             .field("seed", &self.seed)
+            .field("state_file", &self.state_file)
             .finish()
     }
 }
@@ -121,6 +130,9 @@ struct Shared {
     /// All mutable state. A std mutex: it is only ever locked inside synchronous code, never
     /// across an `.await`.
     state: Mutex<State>,
+    /// Serializes writes of the state file, so a later snapshot is never overwritten by an
+    /// earlier one.
+    persist: tokio::sync::Mutex<()>,
 }
 
 /// The `x-ms-request-id` of the request being handled, set by [`request_ids`].
@@ -128,14 +140,23 @@ struct Shared {
 pub(crate) struct RequestId(pub(crate) String);
 
 impl MockAzure {
-    /// Creates a backend holding the configured seed. Does no IO.
+    /// Creates a backend holding the configured seed, or the contents of the state file when
+    /// one is configured and exists. A state file that cannot be read is reported and ignored.
     pub fn new(config: Config) -> Self {
         let mut state = State::default();
-        seed(&mut state, &config);
+        match config.state_file.as_deref().map(load_state) {
+            Some(Ok(Some(resources))) => state.resources = resources,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the mock state file is unreadable; starting from the seed");
+                seed(&mut state, &config);
+            }
+            Some(Ok(None)) | None => seed(&mut state, &config),
+        }
         Self {
             shared: Arc::new(Shared {
                 config,
                 state: Mutex::new(state),
+                persist: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -147,6 +168,7 @@ impl MockAzure {
         Router::new()
             .merge(admin::routes())
             .fallback(arm::handle)
+            .layer(middleware::from_fn_with_state(self.clone(), persist))
             .layer(middleware::from_fn(request_ids))
             .with_state(self.clone())
     }
@@ -198,6 +220,37 @@ impl fmt::Debug for MockAzure {
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
+}
+
+fn load_state(path: &Path) -> std::io::Result<Option<BTreeMap<String, Value>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Middleware: after every request that may have changed something, writes the resources to
+/// the state file (when one is configured).
+async fn persist(Extract(mock): Extract<MockAzure>, request: Request, next: Next) -> Response {
+    let changes = request.method() != Method::GET && request.method() != Method::HEAD;
+    let response = next.run(request).await;
+    if let (true, Some(path)) = (changes, mock.shared.config.state_file.as_deref()) {
+        let _ordered = mock.shared.persist.lock().await;
+        let bytes =
+            serde_json::to_vec_pretty(&mock.snapshot()).expect("resources serialize to json");
+        let tmp = path.with_extension("json.tmp");
+        let written = async {
+            tokio::fs::write(&tmp, bytes).await?;
+            tokio::fs::rename(&tmp, path).await
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(error = %e, path = %path.display(), "could not write the mock state file");
+        }
+    }
+    response
 }
 
 fn seed(state: &mut State, config: &Config) {

@@ -47,6 +47,10 @@ enum Command {
         /// Start with no resources instead of the demo ones.
         #[arg(long)]
         empty: bool,
+        /// Keep the resources in this JSON file (loaded at start when it exists, rewritten
+        /// after every change).
+        #[arg(long)]
+        state_file: Option<PathBuf>,
     },
 }
 
@@ -78,6 +82,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             telemetry::init(config.log.format);
             let app = Application::build(&config).await?;
+            // A stable line on stdout for supervisors and test harnesses (logs go to stderr).
+            println!("tether listening on http://{}", app.local_addr());
             let shutdown = CancellationToken::new();
             cancel_on_signal(shutdown.clone());
             app.run_until_stopped(shutdown).await
@@ -95,10 +101,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             listen,
             accept_token,
             empty,
+            state_file,
         } => {
             telemetry::init(LogFormat::Text);
             let mut config = tether_mock_azure::Config::demo();
             config.accepted_tokens = accept_token;
+            config.state_file = state_file;
             if empty {
                 config.seed = tether_mock_azure::Seed::Empty;
             }

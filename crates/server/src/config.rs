@@ -384,6 +384,27 @@ client_secret = "s"
     }
 
     #[test]
+    fn the_deploy_template_loads_once_its_secrets_are_set() {
+        let template = include_str!("../../../deploy/tether.toml");
+        let err = format!("{:#}", load(template).unwrap_err());
+        assert!(
+            err.contains("secrets.key"),
+            "the template's placeholder key is refused: {err}"
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tether.toml", template)?;
+            jail.set_env(
+                "TETHER__SECRETS__KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            );
+            let c = Config::load(Path::new("tether.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.location, "westus");
+            assert_eq!(c.log.format, LogFormat::Json);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("tether.toml", VALID)?;

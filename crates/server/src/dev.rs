@@ -27,7 +27,7 @@ pub struct DevArgs {
     /// Address of the embedded mock Azure backend.
     #[arg(long, default_value = "127.0.0.1:8081")]
     mock_listen: SocketAddr,
-    /// Where the SQLite database and the secret key live.
+    /// Where the SQLite database, the secret key and the mock's resources live.
     #[arg(long, default_value = "./.tether")]
     data_dir: PathBuf,
     /// The bearer token to accept (default: a new random one, printed at start).
@@ -55,6 +55,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mock_url = format!("http://{}", mock_listener.local_addr()?);
     let mut mock_config = tether_mock_azure::Config::demo();
     mock_config.accepted_tokens = vec![token.clone()];
+    // The mock's resources live next to the database, so both survive a restart together.
+    mock_config.state_file = Some(args.data_dir.join("mock-azure.json"));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let mock = tokio::spawn(MockAzure::new(mock_config).serve(mock_listener, {
@@ -101,7 +103,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          \n  API:         {api_url}\
          \n  Token:       {token}\
          \n  Mock Azure:  {mock_url}   (admin API: {mock_url}/admin/state, /admin/calls, /admin/faults)\
-         \n  Data:        {}\
+         \n  Data:        {} (database, secret key, mock resources)\
          \n\nDemo resources (subscription {}):\
          \n  App Service app:          {}\
          \n  PostgreSQL flexible db:   {}\

@@ -6,7 +6,8 @@
 //! `operationId`), status-code lookup and a small schema validator for the subset of
 //! Swagger 2.0 plus `x-ms-*` extensions that the ServiceLinker documents use:
 //!
-//! * `type`, `enum` (exact match, even for extensible enums), `required`, `format`
+//! * `type`, `enum` (exact match, even for extensible enums, except values a test declares
+//!   with [`OpenApi::allow_extension`]), `required`, `format`
 //!   (`date-time`, `date`, `uri`, `int32`, `int64`), `minLength`/`maxLength`,
 //!   `minimum`/`maximum` (with the boolean `exclusive*` flags), `minItems`/`maxItems`;
 //! * `$ref` (local and into the shared ARM `common-types`), `allOf` merging where a
@@ -57,6 +58,9 @@ pub struct OpenApi {
     operations: HashMap<String, (String, String)>,
     /// Definition → definitions that name it in their `allOf` (direct subtypes).
     children: HashMap<DefKey, Vec<DefKey>>,
+    /// Values a server deliberately adds to extensible enums: (lower-cased `x-ms-enum`
+    /// name, value).
+    extensions: Vec<(String, String)>,
 }
 
 impl fmt::Debug for OpenApi {
@@ -116,6 +120,8 @@ struct Merged<'a> {
     discriminator: Option<&'a str>,
     items: Option<Node<'a>>,
     enumeration: Option<&'a [Value]>,
+    /// `x-ms-enum.name` of an extensible (`modelAsString: true`) enum.
+    extensible_enum: Option<&'a str>,
     format: Option<&'a str>,
     min_length: Option<u64>,
     max_length: Option<u64>,
@@ -186,6 +192,7 @@ impl OpenApi {
             routes: Vec::new(),
             operations: HashMap::new(),
             children: HashMap::new(),
+            extensions: Vec::new(),
         };
         api.verify_refs()?;
         api.index_subtypes();
@@ -404,6 +411,25 @@ impl OpenApi {
         }
     }
 
+    /// Accepts `value` in the extensible enum named `enum_name` (its `x-ms-enum` name,
+    /// compared case-insensitively). A server may add values to an enum the document marks
+    /// `modelAsString: true` (clients must tolerate them); declaring each one here keeps every
+    /// other value, and every closed enum, strictly checked.
+    pub fn allow_extension(mut self, enum_name: &str, value: &str) -> Self {
+        self.extensions
+            .push((enum_name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    fn is_declared_extension(&self, m: &Merged<'_>, value: &Value) -> bool {
+        let (Some(name), Some(value)) = (m.extensible_enum, value.as_str()) else {
+            return false;
+        };
+        self.extensions
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
+    }
+
     /// Validates a value against a named definition of the document (or of the common types it
     /// references, e.g. "OperationStatusResult", "ErrorResponse").
     ///
@@ -532,6 +558,12 @@ impl OpenApi {
         out.enumeration = out
             .enumeration
             .or(obj.get("enum").and_then(Value::as_array).map(Vec::as_slice));
+        let x_ms_enum = obj.get("x-ms-enum");
+        if x_ms_enum.and_then(|e| e.get("modelAsString")) == Some(&Value::Bool(true)) {
+            out.extensible_enum = out.extensible_enum.or(x_ms_enum
+                .and_then(|e| e.get("name"))
+                .and_then(Value::as_str));
+        }
         out.min_length = out.min_length.or(u64_of("minLength"));
         out.max_length = out.max_length.or(u64_of("maxLength"));
         out.min_items = out.min_items.or(u64_of("minItems"));
@@ -696,7 +728,7 @@ impl OpenApi {
             }
         }
         if let Some(allowed) = m.enumeration {
-            if !allowed.contains(value) {
+            if !allowed.contains(value) && !self.is_declared_extension(m, value) {
                 let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
                 errs.push(format!(
                     "{path}: {value} is not an allowed value{} (allowed: {})",
@@ -1273,6 +1305,38 @@ mod tests {
             api.check_response("Linker_Get", 200, Some(&bad)),
             "$.properties.authInfo.certificate: secret property returned",
         );
+    }
+
+    #[test]
+    fn declared_extensions_of_extensible_enums_are_accepted() {
+        let firewall = with(
+            linker(),
+            "/properties/vNetSolution",
+            serde_json::json!({"type": "firewall"}),
+        );
+        for version in API_VERSIONS {
+            violates(
+                api(version).check_response("Linker_Get", 200, Some(&firewall)),
+                "$.properties.vNetSolution.type",
+            );
+            let extended = api(version).allow_extension("VNetSolutionType", "firewall");
+            ok(extended.check_response("Linker_Get", 200, Some(&firewall)));
+            // Only the declared value, and only in that enum.
+            let other = with(
+                linker(),
+                "/properties/vNetSolution",
+                serde_json::json!({"type": "wormhole"}),
+            );
+            violates(
+                extended.check_response("Linker_Get", 200, Some(&other)),
+                "$.properties.vNetSolution.type",
+            );
+            let client = with(linker(), "/properties/clientType", "firewall".into());
+            violates(
+                extended.check_response("Linker_Get", 200, Some(&client)),
+                "$.properties.clientType",
+            );
+        }
     }
 
     #[test]

@@ -182,3 +182,54 @@ async fn resource_groups_are_created_and_deleted_with_their_contents() {
     assert_eq!(server.state().await, json!({}));
     assert_eq!(server.delete(&rg).await.status(), 204);
 }
+
+#[tokio::test]
+async fn a_state_file_keeps_resources_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mock.json");
+    let config = || {
+        let mut config = tether_mock_azure::Config::demo();
+        config
+            .accepted_tokens
+            .push(crate::support::TEST_TOKEN.to_owned());
+        config.state_file = Some(file.clone());
+        config
+    };
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/kept",
+        demo::SUBSCRIPTION_ID
+    );
+    {
+        let server = TestServer::start(config()).await;
+        assert!(!file.exists(), "nothing is written before a change");
+        assert_eq!(
+            server
+                .put(&rg, json!({"location": "westus"}))
+                .await
+                .status(),
+            201
+        );
+    }
+    assert!(file.exists());
+    let restarted = TestServer::start(config()).await;
+    let state = restarted.state().await;
+    assert!(
+        state.get(rg.to_ascii_lowercase()).is_some(),
+        "the new resource group survived"
+    );
+    assert!(
+        state.get(demo::WEB_APP_ID.to_ascii_lowercase()).is_some(),
+        "so did the seed"
+    );
+
+    std::fs::write(&file, "not json").unwrap();
+    let reseeded = TestServer::start(config()).await;
+    assert!(
+        reseeded
+            .state()
+            .await
+            .get(rg.to_ascii_lowercase())
+            .is_none(),
+        "an unreadable file falls back to the seed"
+    );
+}
