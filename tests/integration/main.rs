@@ -11,4 +11,5 @@ mod conventions;
 mod lifecycle;
 mod restart;
 mod rollback;
+mod sdk;
 mod support;

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use crate::openapi::{API_VERSIONS, OpenApi};
 
-/// The documents, loaded once per test binary. Tether writes one value into an extensible
-/// enum: `vNetSolution.type: firewall` (its explicit firewall option).
-fn spec(version: &str) -> &'static OpenApi {
+/// The document of an api-version, loaded once per test binary. Tether writes one value into
+/// an extensible enum: `vNetSolution.type: firewall` (its explicit firewall option).
+pub fn spec(version: &str) -> &'static OpenApi {
     static SPECS: OnceLock<HashMap<&'static str, OpenApi>> = OnceLock::new();
     let specs = SPECS.get_or_init(|| {
         API_VERSIONS
@@ -206,37 +206,7 @@ impl Api {
         let api = spec(&version);
         let path = parsed.path();
         let body = (!reply.text.is_empty()).then_some(&reply.body);
-        let result = if let Some(op) = api.operation_for(method.as_str(), path) {
-            api.check_response(&op, reply.status, body)
-        } else if path.contains("/operationStatuses/") && reply.status == 200 {
-            // ARM's OperationStatusResult, plus `resourceId` (ARM's contract) and the result of
-            // a finished action under `properties`.
-            let mut status = reply.body.clone();
-            let result = status.as_object_mut().and_then(|m| {
-                m.remove("resourceId");
-                m.remove("properties")
-            });
-            let mut errors = api
-                .check_definition("OperationStatusResult", &status)
-                .err()
-                .unwrap_or_default();
-            if let Some(result) = result {
-                errors.extend(
-                    api.check_definition("ValidateResult", &result)
-                        .err()
-                        .unwrap_or_default(),
-                );
-            }
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors)
-            }
-        } else if reply.status >= 400 {
-            api.check_definition("ErrorResponse", &reply.body)
-        } else {
-            Ok(())
-        };
+        let result = check_exchange(api, method.as_str(), path, reply.status, body);
         if let Err(violations) = result {
             panic!(
                 "{method} {path} ({version}) answered {} with a body the OpenAPI document rejects:\n  {}\nbody: {}",
@@ -351,6 +321,53 @@ impl Api {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Checks one response against a document: an operation of the document by its declared
+/// responses; an operation status as ARM's `OperationStatusResult` plus `resourceId` and, for a
+/// finished validation, its `ValidateResult` under `properties`; a 200 from an operation's
+/// `Location` URL (only validations have one with a body) as `ValidateOperationResult`; any
+/// other error as an `ErrorResponse`.
+pub fn check_exchange(
+    api: &OpenApi,
+    method: &str,
+    path: &str,
+    status: u16,
+    body: Option<&Value>,
+) -> Result<(), Vec<String>> {
+    if let Some(op) = api.operation_for(method, path) {
+        return api.check_response(&op, status, body);
+    }
+    let body = body.unwrap_or(&Value::Null);
+    if path.contains("/operationResults/") && status == 200 {
+        api.check_definition("ValidateOperationResult", body)
+    } else if path.contains("/operationStatuses/") && status == 200 {
+        let mut status = body.clone();
+        let result = status.as_object_mut().and_then(|m| {
+            m.remove("resourceId");
+            m.remove("properties")
+        });
+        let mut errors = api
+            .check_definition("OperationStatusResult", &status)
+            .err()
+            .unwrap_or_default();
+        if let Some(result) = result {
+            errors.extend(
+                api.check_definition("ValidateResult", &result)
+                    .err()
+                    .unwrap_or_default(),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    } else if status >= 400 {
+        api.check_definition("ErrorResponse", body)
+    } else {
+        Ok(())
     }
 }
 

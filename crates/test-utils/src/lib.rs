@@ -11,6 +11,6 @@ mod app;
 mod mock;
 pub mod openapi;
 
-pub use api::{Api, Reply};
+pub use api::{Api, Reply, check_exchange, spec};
 pub use app::{Backend, Replica, ReplicaOptions, TestEnv};
 pub use mock::Mock;
