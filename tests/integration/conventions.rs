@@ -365,36 +365,85 @@ async fn lists_page_with_tamper_proof_next_links() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn writes_during_a_running_operation_conflict() {
+async fn writes_during_a_running_operation_conflict_unless_they_repeat_it() {
     let (env, r) = start().await;
     let api = &r.api;
     env.mock.fault(json!({"method": "GET", "path": "**/sites/demo-web", "count": 1, "action": {"delay": {"ms": 1500}}})).await;
-    let created = api
-        .put_linker(
-            WEB_APP_ID,
-            "db",
-            secret_linker(PG_DATABASE_ID, "pw", "python", false),
-        )
-        .await;
+    let body = secret_linker(PG_DATABASE_ID, "pw", "python", false);
+    let created = api.put_linker(WEB_APP_ID, "db", body.clone()).await;
     assert_eq!(created.status, 201);
-    let again = api
+    // A client retrying the same request (its response was lost) gets the same operation.
+    let again = api.put_linker(WEB_APP_ID, "db", body.clone()).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(
+        again.header("azure-asyncoperation"),
+        created.header("azure-asyncoperation")
+    );
+    // Anything else waits for it.
+    let other = api
         .put_linker(
             WEB_APP_ID,
             "db",
-            secret_linker(PG_DATABASE_ID, "pw", "python", false),
+            secret_linker(PG_DATABASE_ID, "pw", "go", false),
         )
         .await;
     assert_eq!(
-        (again.status, again.code()),
+        (other.status, other.code()),
         (409, "AnotherOperationInProgress")
     );
+    let other_password = api
+        .put_linker(
+            WEB_APP_ID,
+            "db",
+            secret_linker(PG_DATABASE_ID, "pw2", "python", false),
+        )
+        .await;
+    assert_eq!(other_password.status, 409);
     let patch = api
         .patch_linker(WEB_APP_ID, "db", json!({"clientType": "go"}))
         .await;
     assert_eq!(patch.status, 409);
-    let delete = api.delete_linker(WEB_APP_ID, "db").await;
-    assert_eq!(delete.status, 409);
     assert_eq!(api.wait(&created).await["status"], "Succeeded");
+    env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_during_a_create_cancels_it_and_removes_everything() {
+    let (env, r) = start().await;
+    let api = &r.api;
+    let clean = env.mock.state().await;
+    // The second firewall rule takes a while: the delete arrives while the create runs.
+    env.mock
+        .fault(json!({"method": "PUT", "path": "**/firewallRules/*-20-42-0-2", "count": 1, "action": {"delay": {"ms": 1500}}}))
+        .await;
+    let created = api
+        .put_linker(
+            WEB_APP_ID,
+            "db",
+            secret_linker(PG_DATABASE_ID, "pw", "python", true),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let deleting = api.delete_linker(WEB_APP_ID, "db").await;
+    assert_eq!(deleting.status, 202, "{}", deleting.text);
+    // A repeated delete gets the same operation.
+    let again = api.delete_linker(WEB_APP_ID, "db").await;
+    assert_eq!(
+        again.header("azure-asyncoperation"),
+        deleting.header("azure-asyncoperation")
+    );
+    let linker = api.get_linker(WEB_APP_ID, "db").await;
+    assert_eq!(
+        linker.body["properties"]["provisioningState"], "Accepted",
+        "the create is still running"
+    );
+
+    let create = api.wait(&created).await;
+    assert_eq!(create["status"], "Canceled", "{create}");
+    assert_eq!(create["error"]["code"], "OperationCanceled");
+    assert_eq!(api.wait(&deleting).await["status"], "Succeeded");
+    assert_eq!(api.get_linker(WEB_APP_ID, "db").await.status, 404);
+    assert_eq!(env.mock.state().await, clean);
     env.teardown().await;
 }
 

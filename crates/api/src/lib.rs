@@ -20,6 +20,7 @@ use tether_app::{App, Caller};
 use tether_model::{Error, ErrorKind};
 use tracing::Instrument;
 
+mod admin;
 mod error;
 mod handlers;
 mod render;
@@ -41,7 +42,12 @@ pub struct ApiConfig {
     pub token: SecretString,
     /// The identity recorded in `systemData` for callers of that token.
     pub principal: String,
+    /// Renders the process's metrics in the Prometheus text format (`GET /metrics`).
+    pub metrics: Option<MetricsRender>,
 }
+
+/// Renders metrics in the Prometheus text format.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Shared handler state.
 pub struct ApiState {
@@ -51,7 +57,7 @@ pub struct ApiState {
 
 impl ApiState {
     /// Checks the bearer token (in constant time) and says who the caller is.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Error> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Error> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(Error::new(
                 ErrorKind::Unauthenticated,
@@ -105,6 +111,9 @@ pub fn router(app: App, config: ApiConfig) -> Router {
         )
         .route("/readyz", get(ready))
         .route("/openapi/{file}", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/admin/sagas", get(admin::sagas))
+        .route("/admin/sagas/{id}/retry", axum::routing::post(admin::retry))
         .fallback(handlers::dispatch)
         .with_state(state)
         .layer(middleware::from_fn(request_context))
@@ -115,6 +124,29 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Response {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+/// Prometheus metrics: this process's counters plus the saga gauges read from the database.
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(render) = state.config.metrics.clone() else {
+        return ApiError(Error::new(
+            ErrorKind::NotFound,
+            "NotFound",
+            "metrics are not enabled",
+        ))
+        .into_response();
+    };
+    if let Err(e) = state.app.refresh_gauges().await {
+        return ApiError(e).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(),
+    )
+        .into_response()
 }
 
 /// The OpenAPI documents this service implements, as published by Microsoft.

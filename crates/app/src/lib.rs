@@ -7,11 +7,12 @@
 //! Must never depend on axum.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tether_adapters::Adapters;
-use tether_model::ids::InstanceId;
+use tether_model::ids::{InstanceId, SagaId};
 use tether_saga::{Executor, ExecutorConfig};
-use tether_store::Store;
+use tether_store::{Purged, Store};
 
 pub mod linkers;
 pub mod sagas;
@@ -21,6 +22,8 @@ pub mod spec;
 pub use linkers::{Accepted, Page};
 pub use sagas::LinkerCtx;
 pub use secrets::SecretBox;
+pub use tether_saga::SagaState;
+pub use tether_store::SagaSummary;
 
 /// Who made a request, as `systemData` records it.
 #[derive(Debug, Clone)]
@@ -72,5 +75,39 @@ impl App {
     /// Checks that the store answers (readiness).
     pub async fn ready(&self) -> Result<(), tether_model::Error> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Sagas in `state` (every unfinished one when `None`), for operators.
+    pub async fn sagas(
+        &self,
+        state: Option<SagaState>,
+    ) -> Result<Vec<SagaSummary>, tether_model::Error> {
+        Ok(self.store.sagas_list(state, 500).await?)
+    }
+
+    /// Makes a stuck saga due for its retry now; false if it is not stuck.
+    pub async fn saga_retry(&self, id: SagaId) -> Result<bool, tether_model::Error> {
+        Ok(self.store.saga_retry_now(id).await?)
+    }
+
+    /// Sets the `tether_sagas{state}` gauges from the database (every replica sees the same).
+    pub async fn refresh_gauges(&self) -> Result<(), tether_model::Error> {
+        let counts = self.store.saga_counts().await?;
+        for state in [SagaState::Running, SagaState::Unwinding, SagaState::Stuck] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("tether_sagas", "state" => state.as_str()).set(n as f64);
+        }
+        Ok(())
+    }
+
+    /// Removes finished operations and sagas older than `retention` (any replica may run
+    /// this; it is idempotent).
+    pub async fn housekeeping(&self, retention: Duration) -> Result<Purged, tether_model::Error> {
+        let purged = self.store.purge_finished(retention).await?;
+        metrics::counter!("tether_purged_sagas_total").increment(purged.sagas);
+        Ok(purged)
     }
 }

@@ -3,11 +3,10 @@
 //! change + operation record + saga) in one store transaction and hand the saga to the
 //! executor; the HTTP layer answers `201`/`202` with the operation's status URL.
 
-use std::collections::BTreeSet;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tether_adapters::Call;
 use tether_model::catalog;
@@ -130,24 +129,34 @@ impl App {
     }
 
     /// DELETE: starts removing the linker's configuration and network rules; `None` when there
-    /// is no such linker (ARM's `204`).
+    /// is no such linker (ARM's `204`). A delete during a create or an update cancels it (it
+    /// unwinds at its next step boundary) and runs after it; a repeated delete returns the
+    /// operation already running or queued.
     pub async fn linker_delete(&self, at: LinkerRef) -> Result<Option<OperationId>, Error> {
         let Some(existing) = self.store.linker_get(&at).await? else {
             return Ok(None);
         };
-        ensure_idle(&existing)?;
-        let before = self.spec_of(&existing)?;
+        let change = match (existing.operation, existing.next_operation) {
+            (_, Some(queued)) => return Ok(Some(queued)),
+            (Some(running), None) if existing.provisioning_state == ProvisioningState::Deleting => {
+                return Ok(Some(running));
+            }
+            (Some(_), None) => LinkerChange::CancelAndDelete {
+                id: existing.id,
+                expected_generation: existing.generation,
+            },
+            (None, None) => LinkerChange::Delete {
+                id: existing.id,
+                expected_generation: existing.generation,
+            },
+        };
         let operation = new_operation(OperationKind::Delete, &existing);
         let id = operation.id;
         let params = LinkerParams {
             linker_id: existing.id,
             linker: existing.at.clone(),
-            before: Some(before),
+            before: self.specs_held(&existing)?,
             after: None,
-        };
-        let change = LinkerChange::Delete {
-            id: existing.id,
-            expected_generation: existing.generation,
         };
         self.begin(LINKER_DELETE, &params, change, operation)
             .await?;
@@ -222,68 +231,72 @@ impl App {
         mut props: LinkerProperties,
         caller: &Caller,
     ) -> Result<Accepted, Error> {
+        props.provisioning_state = None;
+        let new_secret = props.take_secret();
         if let Some(l) = &existing {
-            ensure_idle(l)?;
+            if let Some(running) = l.operation {
+                // A client retrying the request that started the running operation gets that
+                // operation back; anything else waits for it to finish.
+                let retry = l.next_operation.is_none()
+                    && matches!(
+                        l.provisioning_state,
+                        ProvisioningState::Accepted | ProvisioningState::Updating
+                    )
+                    && l.properties == props
+                    && self.same_secret(l, new_secret.as_ref());
+                if retry {
+                    return Ok(Accepted {
+                        linker: l.clone(),
+                        operation: running,
+                        created: l.provisioning_state == ProvisioningState::Accepted,
+                    });
+                }
+                return Err(busy(l, running));
+            }
         }
         let linker_id = existing.as_ref().map_or_else(LinkerId::new, |l| l.id);
-        let secret = match props.take_secret() {
+        let secret = match new_secret {
             Some(s) => Some(
                 self.secrets
                     .seal_str(s.expose(), linker_id.as_uuid().as_bytes()),
             ),
             None => existing.as_ref().and_then(|l| kept_secret(l, &props)),
         };
-        let others: Vec<Linker> = self
-            .store
-            .linkers_list(&at.scope, None, MAX_PAGE)
-            .await?
-            .into_iter()
-            .filter(|l| l.id != linker_id)
-            .collect();
         let naming = match &existing {
             Some(l) => l.key_naming.clone(),
-            None => self.naming_for(&at, &props, &others),
+            None => {
+                let others = self.store.linkers_list(&at.scope, None, MAX_PAGE).await?;
+                self.naming_for(&at, &props, &others)
+            }
         };
         let after = spec::check(&at, &props, secret.clone(), naming.clone())?;
-        self.ensure_no_key_conflict(&after, &others)?;
+        let keys = after.written_keys();
 
         let now = Utc::now();
-        let (kind, saga, state, before, system_data, generation) = match &existing {
-            None => {
-                let system_data = SystemData {
-                    created_by: caller.name.clone(),
-                    created_by_type: caller.kind.clone(),
-                    created_at: now,
-                    last_modified_by: caller.name.clone(),
-                    last_modified_by_type: caller.kind.clone(),
-                    last_modified_at: now,
-                };
-                (
-                    OperationKind::Create,
-                    LINKER_CREATE,
-                    ProvisioningState::Accepted,
-                    None,
-                    system_data,
-                    1,
-                )
-            }
-            Some(l) => {
-                let system_data = SystemData {
-                    last_modified_by: caller.name.clone(),
-                    last_modified_by_type: caller.kind.clone(),
-                    last_modified_at: now,
-                    ..l.system_data.clone()
-                };
-                let before = self.spec_of(l).ok();
-                (
-                    OperationKind::Update,
-                    LINKER_UPDATE,
-                    ProvisioningState::Updating,
-                    before,
-                    system_data,
-                    l.generation + 1,
-                )
-            }
+        let modified = |created: Option<&SystemData>| SystemData {
+            created_by: created.map_or_else(|| caller.name.clone(), |c| c.created_by.clone()),
+            created_by_type: created
+                .map_or_else(|| caller.kind.clone(), |c| c.created_by_type.clone()),
+            created_at: created.map_or(now, |c| c.created_at),
+            last_modified_by: caller.name.clone(),
+            last_modified_by_type: caller.kind.clone(),
+            last_modified_at: now,
+        };
+        let (kind, saga, state, before, generation) = match &existing {
+            None => (
+                OperationKind::Create,
+                LINKER_CREATE,
+                ProvisioningState::Accepted,
+                Vec::new(),
+                1,
+            ),
+            Some(l) => (
+                OperationKind::Update,
+                LINKER_UPDATE,
+                ProvisioningState::Updating,
+                self.specs_held(l)?,
+                l.generation + 1,
+            ),
         };
         let mut linker = Linker {
             id: linker_id,
@@ -292,9 +305,11 @@ impl App {
             secret,
             key_naming: naming,
             provisioning_state: state,
-            system_data,
+            system_data: modified(existing.as_ref().map(|l| &l.system_data)),
             generation,
             operation: None,
+            next_operation: None,
+            previous: None,
         };
         let operation = new_operation(kind, &linker);
         linker.operation = Some(operation.id);
@@ -305,10 +320,14 @@ impl App {
             after: Some(after),
         };
         let change = match &existing {
-            None => LinkerChange::Create(linker.clone()),
+            None => LinkerChange::Create {
+                linker: linker.clone(),
+                keys,
+            },
             Some(l) => LinkerChange::Update {
                 linker: linker.clone(),
                 expected_generation: l.generation,
+                keys,
             },
         };
         let operation_id = operation.id;
@@ -320,7 +339,9 @@ impl App {
         })
     }
 
-    /// Stores the operation with its saga in one transaction, then starts the saga here.
+    /// Stores the operation with its saga in one transaction, then starts the saga here —
+    /// unless it is queued behind another saga on the same source (sagas that change a
+    /// source run one at a time), which the executor adopts when its turn comes.
     async fn begin(
         &self,
         saga: &str,
@@ -328,18 +349,52 @@ impl App {
         change: LinkerChange,
         operation: Operation,
     ) -> Result<(), Error> {
+        // Validations change nothing: they need no place in the source's queue.
+        let chain = match change {
+            LinkerChange::Nothing => None,
+            _ => Some(source_chain(&operation)),
+        };
         let params = serde_json::to_value(params).expect("saga params serialize");
-        let saga = self.executor.new_saga(saga, params);
+        let saga = self.executor.new_saga(saga, params, chain);
         let saga_id = saga.id;
-        self.store
+        let begun = self
+            .store
             .operation_begin(&OperationBegin {
                 change,
                 operation,
                 saga,
             })
             .await?;
-        self.executor.start(saga_id);
+        if !begun.queued {
+            self.executor.start(saga_id);
+        }
         Ok(())
+    }
+
+    /// The specs the backend may hold for a stored linker: its own, and while an update runs
+    /// the one the update replaced (it comes back if the update fails).
+    fn specs_held(&self, linker: &Linker) -> Result<Vec<ConnectionSpec>, Error> {
+        let mut specs = vec![self.spec_of(linker)?];
+        if let Some(previous) = &linker.previous {
+            specs.push(spec::check(
+                &linker.at,
+                &previous.properties,
+                previous.secret.clone(),
+                linker.key_naming.clone(),
+            )?);
+        }
+        Ok(specs)
+    }
+
+    /// True when `secret` is the linker's stored one (or absent: the stored one is kept).
+    fn same_secret(&self, linker: &Linker, secret: Option<&tether_model::linker::Secret>) -> bool {
+        let Some(secret) = secret else { return true };
+        let stored = linker.secret.as_ref().and_then(|s| {
+            self.secrets
+                .open_str(s, linker.id.as_uuid().as_bytes())
+                .ok()
+        });
+        stored.is_some_and(|s| s.expose_secret() == secret.expose())
     }
 
     /// The spec a stored linker was accepted with.
@@ -369,39 +424,6 @@ impl App {
             KeyNaming::Plain
         }
     }
-
-    /// Two linkers on one source must not write the same key (Spring property names, or
-    /// renames, could collide).
-    fn ensure_no_key_conflict(
-        &self,
-        spec: &ConnectionSpec,
-        others: &[Linker],
-    ) -> Result<(), Error> {
-        let mine: BTreeSet<String> = spec
-            .written_keys()
-            .into_iter()
-            .map(|k| k.to_ascii_uppercase())
-            .collect();
-        for other in others {
-            let Ok(theirs) = self.spec_of(other) else {
-                continue;
-            };
-            if let Some(key) = theirs
-                .written_keys()
-                .into_iter()
-                .find(|k| mine.contains(&k.to_ascii_uppercase()))
-            {
-                return Err(Error::conflict(
-                    "ConfigurationKeyConflict",
-                    format!(
-                        "the configuration key '{key}' is already written by linker '{}' on this source; rename it with configurationInfo.customizedKeys",
-                        other.at.name
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A PUT or PATCH may leave out the (write-only) password when it keeps the auth type and the
@@ -415,17 +437,24 @@ fn kept_secret(existing: &Linker, props: &LinkerProperties) -> Option<Sealed> {
     }
 }
 
-fn ensure_idle(linker: &Linker) -> Result<(), Error> {
-    match linker.operation {
-        Some(op) => Err(Error::conflict(
-            "AnotherOperationInProgress",
-            format!(
-                "operation '{op}' is in progress on linker '{}'; retry when it has finished",
-                linker.at.name
-            ),
-        )),
-        None => Ok(()),
-    }
+fn busy(linker: &Linker, running: OperationId) -> Error {
+    Error::conflict(
+        "AnotherOperationInProgress",
+        format!(
+            "operation '{running}' is in progress on linker '{}'; retry when it has finished",
+            linker.at.name
+        ),
+    )
+}
+
+/// The chain of a linker operation's saga: its source (whose settings are read, merged and
+/// written back, so two sagas must not interleave there).
+fn source_chain(operation: &Operation) -> String {
+    let (scope, _) = operation
+        .resource_id
+        .rsplit_once("/providers/Microsoft.ServiceLinker/")
+        .expect("a linker id contains the provider");
+    scope.to_ascii_lowercase()
 }
 
 fn new_operation(kind: OperationKind, linker: &Linker) -> Operation {
@@ -439,6 +468,7 @@ fn new_operation(kind: OperationKind, linker: &Linker) -> Operation {
         start_time: Utc::now(),
         end_time: None,
         error: None,
+        stuck: None,
         result: None,
     }
 }

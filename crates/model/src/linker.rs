@@ -896,4 +896,17 @@ pub struct Linker {
     pub generation: i64,
     /// The operation running on it, if any.
     pub operation: Option<crate::ids::OperationId>,
+    /// An operation queued behind the running one (a delete that canceled it).
+    pub next_operation: Option<crate::ids::OperationId>,
+    /// While an update runs: the spec it replaced, which comes back if the update fails.
+    pub previous: Option<PreviousSpec>,
+}
+
+/// The spec an update replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousSpec {
+    /// Its properties, secrets removed.
+    pub properties: LinkerProperties,
+    /// Its sealed secret.
+    pub secret: Option<Sealed>,
 }

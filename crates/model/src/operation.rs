@@ -101,8 +101,12 @@ pub struct Operation {
     pub start_time: DateTime<Utc>,
     /// When it reached a terminal status.
     pub end_time: Option<DateTime<Utc>>,
-    /// Why it failed or was canceled.
+    /// Why it failed or was canceled; while its rollback is stuck, the failure that started
+    /// the rollback.
     pub error: Option<ErrorDetail>,
+    /// While `InProgress`: the error of an undo that keeps failing (the saga is stuck and
+    /// retried automatically).
+    pub stuck: Option<ErrorDetail>,
     /// The result body of an action (the `ValidateResult` of a validation).
     pub result: Option<Value>,
 }

@@ -52,8 +52,15 @@ impl<C: Send + Sync + 'static> SagaDef<C> {
         self.steps.iter().map(|s| s.name()).collect()
     }
 
-    /// A new saga of this definition, owned by `owner` for `lease_ttl`, ready to be stored.
-    pub fn instantiate(&self, params: Value, owner: InstanceId, lease_ttl: Duration) -> NewSaga {
+    /// A new saga of this definition, owned by `owner` for `lease_ttl`, in `chain`, ready to
+    /// be stored.
+    pub fn instantiate(
+        &self,
+        params: Value,
+        owner: InstanceId,
+        lease_ttl: Duration,
+        chain: Option<String>,
+    ) -> NewSaga {
         let first = self
             .steps
             .first()
@@ -64,6 +71,7 @@ impl<C: Send + Sync + 'static> SagaDef<C> {
             name: self.name.to_string(),
             params,
             owner,
+            chain,
             lease_ttl,
             first_event: SagaEvent::new(first, EventKind::Started),
         }
@@ -129,6 +137,8 @@ struct Inner<C> {
     running: Mutex<HashMap<SagaId, Arc<LeaseClock>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Signalled when a saga ends here: the next saga of its chain may now be adopted.
+    finished: tokio::sync::Notify,
 }
 
 /// Why a saga stopped without reaching an end (someone else, or a later adoption, finishes it).
@@ -164,6 +174,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
                 running: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                finished: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -178,17 +189,23 @@ impl<C: Send + Sync + 'static> Executor<C> {
         &self.inner.config
     }
 
-    /// A new saga of definition `name`, owned by this replica, for the caller to store in its
-    /// own transaction and then [`Executor::start`].
+    /// A new saga of definition `name` in `chain`, owned by this replica, for the caller to
+    /// store in its own transaction and then [`Executor::start`] — unless the store queued it
+    /// behind another saga of its chain: an adoption pass starts it when its turn comes.
     ///
     /// Panics if `name` is not registered: that is a wiring bug.
-    pub fn new_saga(&self, name: &str, params: Value) -> NewSaga {
+    pub fn new_saga(&self, name: &str, params: Value, chain: Option<String>) -> NewSaga {
         let def = self
             .inner
             .defs
             .get(name)
             .expect("saga definition is registered");
-        def.instantiate(params, self.inner.me.clone(), self.inner.config.lease_ttl)
+        def.instantiate(
+            params,
+            self.inner.me.clone(),
+            self.inner.config.lease_ttl,
+            chain,
+        )
     }
 
     /// Starts running a saga this replica owns (one just stored, generation 1). Does nothing
@@ -216,6 +233,8 @@ impl<C: Send + Sync + 'static> Executor<C> {
                 _ = shutdown.cancelled() => break,
                 _ = renew.tick() => inner.renew_leases().await,
                 _ = adopt.tick() => inner.adopt_expired().await,
+                // A saga ended here: a saga queued behind it in its chain can start now.
+                _ = inner.finished.notified() => inner.adopt_expired().await,
             }
         }
         inner.shutdown.cancel();
@@ -255,7 +274,10 @@ impl<C: Send + Sync + 'static> Inner<C> {
             async move {
                 match this.drive(id, &lease, &clock).await {
                     Ok(()) => {}
-                    Err(Stop::LeaseLost) => info!("lease lost; another replica continues the saga"),
+                    Err(Stop::LeaseLost) => {
+                        metrics::counter!("tether_saga_leases_lost_total").increment(1);
+                        info!("lease lost; another replica continues the saga")
+                    }
                     Err(Stop::Shutdown) => info!("stopped for shutdown; another replica continues the saga"),
                     Err(Stop::UnknownSaga(name)) => {
                         warn!(saga = %name, "no definition for this saga here; leaving it to a replica that has one")
@@ -309,6 +331,7 @@ impl<C: Send + Sync + 'static> Inner<C> {
         {
             Ok(adopted) => {
                 for (id, lease) in adopted {
+                    metrics::counter!("tether_saga_adoptions_total").increment(1);
                     info!(saga_id = %id, generation = lease.generation, "adopted saga");
                     self.spawn(id, lease);
                 }
@@ -516,6 +539,8 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
                         })
                         .await?;
                     self.clock.revoke();
+                    metrics::counter!("tether_saga_stuck_total", "saga" => self.def.name)
+                        .increment(1);
                     return Ok(());
                 }
             }
@@ -555,6 +580,8 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
                 }));
             }
             debug!(code = %error.code, ?delay, "transient step error; retrying");
+            metrics::counter!("tether_saga_step_retries_total", "saga" => self.def.name)
+                .increment(1);
             tokio::select! {
                 biased;
                 _ = self.clock.lost() => return Err(Failure::Stop(Stop::LeaseLost)),
@@ -590,12 +617,15 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
                 store.saga_finish(self.id, self.lease, events, &outcome)
             })
             .await?;
+        let result = outcome.state().as_str();
+        metrics::counter!("tether_saga_outcomes_total", "saga" => self.def.name, "outcome" => result).increment(1);
         match &outcome {
             SagaOutcome::Succeeded(_) => info!(saga = self.def.name, "saga succeeded"),
             SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => {
                 info!(saga = self.def.name, code = %e.code, "saga unwound")
             }
         }
+        self.inner.finished.notify_one();
         Ok(())
     }
 }

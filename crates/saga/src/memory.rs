@@ -19,6 +19,9 @@ struct Entry {
     events: Vec<SagaEvent>,
     lease_expires: Instant,
     outcome: Option<SagaOutcome>,
+    chain: Option<String>,
+    blocked_by: Option<SagaId>,
+    inserted: u64,
 }
 
 /// Sagas in a `HashMap` behind a mutex.
@@ -28,8 +31,21 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// Stores a new saga (what an application does in its own transaction).
-    pub fn insert(&self, saga: NewSaga) {
+    /// Stores a new saga (what an application does in its own transaction). Returns `false`
+    /// when it is queued behind an unfinished saga of its chain (an adoption pass starts it
+    /// later), `true` when it may start now.
+    pub fn insert(&self, saga: NewSaga) -> bool {
+        let mut sagas = self.sagas.lock().expect("lock poisoned");
+        // The chain's tail: the unfinished saga of the chain that nothing waits for yet.
+        let tail = saga.chain.as_ref().and_then(|chain| {
+            let unfinished =
+                |e: &&Entry| e.chain.as_ref() == Some(chain) && !e.record.state.is_terminal();
+            sagas
+                .values()
+                .filter(unfinished)
+                .max_by_key(|e| e.inserted)
+                .map(|e| e.record.id)
+        });
         let record = SagaRecord {
             id: saga.id,
             name: saga.name,
@@ -42,16 +58,23 @@ impl MemoryStore {
             cancel_requested: false,
             error: None,
         };
+        let now = Instant::now();
         let entry = Entry {
             record,
             events: vec![saga.first_event],
-            lease_expires: Instant::now() + saga.lease_ttl,
+            // A queued saga's lease is already expired: adoption starts it when unblocked.
+            lease_expires: if tail.is_some() {
+                now
+            } else {
+                now + saga.lease_ttl
+            },
             outcome: None,
+            chain: saga.chain,
+            blocked_by: tail,
+            inserted: sagas.len() as u64,
         };
-        self.sagas
-            .lock()
-            .expect("lock poisoned")
-            .insert(saga.id, entry);
+        sagas.insert(saga.id, entry);
+        tail.is_none()
     }
 
     /// The saga's state and how it ended, if it did.
@@ -173,12 +196,21 @@ impl SagaStore for MemoryStore {
     ) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
         let mut sagas = self.sagas.lock().expect("lock poisoned");
         let now = Instant::now();
+        let blocked: Vec<SagaId> = sagas
+            .iter()
+            .filter(|(_, e)| {
+                e.blocked_by
+                    .and_then(|b| sagas.get(&b))
+                    .is_some_and(|b| !b.record.state.is_terminal())
+            })
+            .map(|(id, _)| *id)
+            .collect();
         let mut adopted = Vec::new();
         for (id, e) in sagas.iter_mut() {
             if adopted.len() as u32 >= limit {
                 break;
             }
-            if e.record.state.is_terminal() || e.lease_expires > now {
+            if e.record.state.is_terminal() || e.lease_expires > now || blocked.contains(id) {
                 continue;
             }
             let generation = e.record.lease.as_ref().map_or(0, |l| l.generation) + 1;

@@ -179,6 +179,9 @@ pub struct NewSaga {
     pub params: Value,
     /// The replica that will run it first (generation 1).
     pub owner: InstanceId,
+    /// Sagas of one chain run one at a time, in the order they were stored (for linkers: the
+    /// source resource, whose settings are read, merged and written back). `None`: no order.
+    pub chain: Option<String>,
     /// How long the first lease lasts.
     pub lease_ttl: Duration,
     /// The log's first entry: `started` of step one.
@@ -269,7 +272,8 @@ pub trait SagaStore: Send + Sync + 'static {
     ) -> Result<Vec<SagaId>, SagaStoreError>;
 
     /// Takes over up to `limit` unfinished sagas whose lease has expired (their owner died,
-    /// or they are stuck and due for a retry): owner becomes `owner`, generation + 1, and a
+    /// they are stuck and due for a retry, or they were queued behind another saga of their
+    /// chain) and that no unfinished saga blocks: owner becomes `owner`, generation + 1, and a
     /// stuck saga goes back to `Unwinding`.
     async fn saga_adopt_expired(
         &self,

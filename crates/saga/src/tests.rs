@@ -24,6 +24,8 @@ struct World {
     fail: Mutex<Option<&'static str>>,
     transient: Mutex<HashMap<&'static str, u32>>,
     hang: Option<&'static str>,
+    /// Step `b` of the saga tagged `gated` waits until this is notified.
+    gate: tokio::sync::Notify,
     undo_fail: Mutex<Option<&'static str>>,
 }
 
@@ -46,6 +48,15 @@ impl Step<World> for Put {
         if w.hang == Some(self.0) {
             pending::<()>().await;
         }
+        let params: Value = cx.params()?;
+        let tag = params["tag"].as_str().unwrap_or_default().to_string();
+        w.log
+            .lock()
+            .unwrap()
+            .push(format!("start {} {tag}", self.0));
+        if self.0 == "b" && tag == "gated" {
+            w.gate.notified().await;
+        }
         if let Some(n) = w
             .transient
             .lock()
@@ -57,13 +68,12 @@ impl Step<World> for Put {
             return Err(StepError::transient("Throttled", "try later")
                 .with_retry_after(Some(Duration::from_secs(1))));
         }
-        w.log.lock().unwrap().push(format!("run {}", self.0));
+        w.log.lock().unwrap().push(format!("run {} {tag}", self.0));
         w.items.lock().unwrap().insert(self.0.to_string());
         if *w.fail.lock().unwrap() == Some(self.0) {
             // Fails after its side effect, like a call whose response was lost.
             return Err(StepError::permanent("Boom", format!("{} failed", self.0)));
         }
-        let params: Value = cx.params()?;
         Ok(json!({"put": self.0, "tag": params["tag"]}))
     }
 
@@ -127,10 +137,18 @@ fn harness(world: World, config: ExecutorConfig, def: SagaDef<World>) -> Harness
 
 impl Harness {
     fn submit(&self, name: &str) -> SagaId {
-        let saga = self.exec.new_saga(name, json!({"tag": "t1"}));
+        self.submit_in(name, "t1", None)
+    }
+
+    /// Stores a saga with a tag in a chain and starts it unless it is queued.
+    fn submit_in(&self, name: &str, tag: &str, chain: Option<&str>) -> SagaId {
+        let saga = self
+            .exec
+            .new_saga(name, json!({ "tag": tag }), chain.map(str::to_string));
         let id = saga.id;
-        self.store.insert(saga);
-        self.exec.start(id);
+        if self.store.insert(saga) {
+            self.exec.start(id);
+        }
         id
     }
 }
@@ -257,11 +275,15 @@ async fn repeating_each_step_gives_the_same_end_state() {
         SagaOutcome::Succeeded(_)
     ));
     assert_eq!(h.world.items(), ["a", "b", "c"]);
-    assert_eq!(
-        h.world.log.lock().unwrap().len(),
-        6,
-        "each action ran twice"
-    );
+    let runs = h
+        .world
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("run "))
+        .count();
+    assert_eq!(runs, 6, "each action ran twice");
 }
 
 #[tokio::test(start_paused = true)]
@@ -318,7 +340,7 @@ async fn a_dead_owner_s_saga_is_adopted_and_finished_by_another_replica() {
         config(),
         vec![abc()],
     );
-    let saga = a.new_saga("test-abc", json!({}));
+    let saga = a.new_saga("test-abc", json!({}), None);
     let id = saga.id;
     store.insert(saga);
     a.start(id);
@@ -362,7 +384,7 @@ async fn a_fenced_owner_cannot_write() {
         config(),
         vec![abc()],
     );
-    let saga = exec.new_saga("test-abc", json!({}));
+    let saga = exec.new_saga("test-abc", json!({}), None);
     let id = saga.id;
     store.insert(saga);
     let stale = crate::Lease {
@@ -439,7 +461,7 @@ async fn cancellation_unwinds_at_the_next_step_boundary() {
         config(),
         vec![abc()],
     );
-    let saga = exec.new_saga("test-abc", json!({}));
+    let saga = exec.new_saga("test-abc", json!({}), None);
     let id = saga.id;
     store.insert(saga);
     store.request_cancel(id);
@@ -450,4 +472,52 @@ async fn cancellation_unwinds_at_the_next_step_boundary() {
     };
     assert_eq!(err.code, crate::CANCELED);
     assert!(world.items().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn sagas_of_one_chain_run_one_at_a_time_in_order() {
+    let h = harness(World::default(), config(), abc());
+    let first = h.submit_in("test-abc", "gated", Some("app-1"));
+    let second = h.submit_in("test-abc", "second", Some("app-1"));
+    let third = h.submit_in("test-abc", "third", Some("app-1"));
+    let elsewhere = h.submit_in("test-abc", "elsewhere", Some("app-2"));
+    // Another chain is not held up.
+    assert!(matches!(
+        wait_terminal(&h.store, elsewhere).await,
+        SagaOutcome::Succeeded(_)
+    ));
+    // The first saga is held inside step b; the others have not started.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.store.state(second).unwrap().0, SagaState::Running);
+    assert!(
+        !h.world
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.ends_with("second") || l.ends_with("third"))
+    );
+    h.world.gate.notify_one();
+    for id in [first, second, third] {
+        assert!(matches!(
+            wait_terminal(&h.store, id).await,
+            SagaOutcome::Succeeded(_)
+        ));
+    }
+    let starts: Vec<String> = h
+        .world
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("start a") && !l.ends_with("elsewhere"))
+        .cloned()
+        .collect();
+    assert_eq!(starts, ["start a gated", "start a second", "start a third"]);
+    // Each saga ended before the next one began.
+    let log = h.world.log.lock().unwrap().clone();
+    let position = |entry: &str| log.iter().position(|l| l == entry).unwrap();
+    assert!(position("run c gated") < position("start a second"));
+    assert!(position("run c second") < position("start a third"));
+    h.stop.cancel();
 }

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tether_adapters::arm::{ArmConfig, Url};
 use tether_app::SecretBox;
+use tether_model::ids::InstanceId;
 use tether_saga::ExecutorConfig;
 
 /// Everything `tether serve` reads.
@@ -31,6 +32,9 @@ pub struct Config {
     /// Saga execution.
     #[serde(default)]
     pub sagas: SagasConfig,
+    /// Removal of finished operations and saga logs.
+    #[serde(default)]
+    pub housekeeping: HousekeepingConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -145,6 +149,38 @@ impl Default for SagasConfig {
     }
 }
 
+/// `[housekeeping]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HousekeepingConfig {
+    /// How long finished operations (and their saga logs) are kept; ARM clients may poll an
+    /// operation long after it ended.
+    pub retention_hours: f64,
+    /// How often a replica removes the expired ones.
+    pub interval_secs: f64,
+}
+
+impl Default for HousekeepingConfig {
+    fn default() -> Self {
+        Self {
+            retention_hours: 24.0,
+            interval_secs: 300.0,
+        }
+    }
+}
+
+impl HousekeepingConfig {
+    /// The retention period.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs_f64(self.retention_hours * 3600.0)
+    }
+
+    /// The pass interval.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(self.interval_secs)
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,7 +263,7 @@ impl Config {
     /// Checks values serde cannot: URLs, the key, ranges.
     fn check(&self) -> anyhow::Result<()> {
         self.secret_box()?;
-        self.arm()?;
+        self.arm(&InstanceId::from_stored(self.server.instance_name.clone()))?;
         if !(1..=600).contains(&self.server.retry_after_secs) {
             return Err(anyhow!(
                 "invalid configuration: server.retry_after_secs must be between 1 and 600"
@@ -245,6 +281,14 @@ impl Config {
             ("sagas.undo_timeout_secs", s.undo_timeout_secs),
             ("sagas.stuck_retry_secs", s.stuck_retry_secs),
             ("sagas.adopt_interval_secs", s.adopt_interval_secs),
+            (
+                "housekeeping.retention_hours",
+                self.housekeeping.retention_hours,
+            ),
+            (
+                "housekeeping.interval_secs",
+                self.housekeeping.interval_secs,
+            ),
         ] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(anyhow!(
@@ -261,8 +305,9 @@ impl Config {
             .map_err(|why| anyhow!("invalid configuration: secrets.key {why}"))
     }
 
-    /// The ARM client settings of `[azure]`.
-    pub fn arm(&self) -> anyhow::Result<ArmConfig> {
+    /// The ARM client settings of `[azure]`, for the replica `me` (named in the User-Agent,
+    /// so the backend's logs say which replica made each call).
+    pub fn arm(&self, me: &InstanceId) -> anyhow::Result<ArmConfig> {
         let a = &self.azure;
         let url = |key: &str, value: &str| {
             Url::parse(value)
@@ -278,11 +323,7 @@ impl Config {
             max_retry_after: Duration::from_secs(30),
             request_timeout: Duration::from_secs(a.request_timeout_secs),
             lro_timeout: Duration::from_secs(300),
-            user_agent: format!(
-                "tether/{} ({})",
-                env!("CARGO_PKG_VERSION"),
-                self.server.instance_name
-            ),
+            user_agent: format!("tether/{} ({me})", env!("CARGO_PKG_VERSION")),
         })
     }
 

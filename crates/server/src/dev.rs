@@ -13,8 +13,8 @@ use tether_mock_azure::{MockAzure, demo};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    AuthConfig, AzureConfig, Config, DatabaseConfig, LogConfig, LogFormat, SagasConfig,
-    SecretsConfig, ServerConfig,
+    AuthConfig, AzureConfig, Config, DatabaseConfig, HousekeepingConfig, LogConfig, LogFormat,
+    SagasConfig, SecretsConfig, ServerConfig,
 };
 use crate::{Application, cancel_on_signal, telemetry};
 
@@ -91,6 +91,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             request_timeout_secs: 30,
         },
         sagas: SagasConfig::default(),
+        housekeeping: HousekeepingConfig::default(),
         log: LogConfig {
             format: LogFormat::Text,
         },

@@ -27,6 +27,7 @@ pub struct Application {
     router: axum::Router,
     app: App,
     store: Arc<dyn tether_store::Store>,
+    housekeeping: config::HousekeepingConfig,
 }
 
 impl Application {
@@ -36,8 +37,8 @@ impl Application {
         let store = tether_store::connect(&config.database.url)
             .await
             .context("could not open the database (database.url)")?;
-        let arm = ArmClient::new(config.arm()?).map_err(|e| anyhow::anyhow!("{e}"))?;
         let me = InstanceId::generate(&config.server.instance_name);
+        let arm = ArmClient::new(config.arm(&me)?).map_err(|e| anyhow::anyhow!("{e}"))?;
         let app = App::new(
             store.clone(),
             tether_adapters::azure::adapters(arm),
@@ -51,6 +52,7 @@ impl Application {
             retry_after: config.server.retry_after_secs,
             token: config.auth.token.clone(),
             principal: config.auth.principal.clone(),
+            metrics: Some(metrics_render()),
         };
         let router = tether_api::router(app.clone(), api);
         let listener = TcpListener::bind(config.server.listen)
@@ -67,6 +69,7 @@ impl Application {
             router,
             app,
             store,
+            housekeeping: config.housekeeping.clone(),
         })
     }
 
@@ -86,6 +89,11 @@ impl Application {
             let shutdown = shutdown.clone();
             async move { executor.run(shutdown).await }
         });
+        tokio::spawn(housekeeping(
+            self.app.clone(),
+            self.housekeeping.clone(),
+            shutdown.clone(),
+        ));
         let stop = shutdown.clone();
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -96,6 +104,38 @@ impl Application {
         drop(self.store);
         Ok(())
     }
+}
+
+/// Removes expired finished operations and saga logs every interval until shutdown.
+async fn housekeeping(app: App, config: config::HousekeepingConfig, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(config.interval());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => match app.housekeeping(config.retention()).await {
+                Ok(purged) if purged.sagas > 0 => {
+                    info!(sagas = purged.sagas, operations = purged.operations, "removed finished operations");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %tether_model::ErrorChain(&e), "housekeeping failed"),
+            },
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once), as a renderer for `GET /metrics`.
+fn metrics_render() -> tether_api::MetricsRender {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    let handle = HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone();
+    Arc::new(move || handle.as_ref().map(|h| h.render()).unwrap_or_default())
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -42,6 +42,14 @@ pub enum StoreError {
     /// The database URL names no supported backend.
     #[error("unsupported database url scheme '{0}': use postgres:// or sqlite://")]
     InvalidUrl(String),
+    /// Another linker on the same source already writes this configuration key.
+    #[error("the configuration key '{key}' is already written by linker '{linker}'")]
+    KeyConflict {
+        /// The key.
+        key: String,
+        /// The linker that writes it.
+        linker: String,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -62,6 +70,12 @@ impl From<StoreError> for tether_model::Error {
                 "AnotherOperationInProgress",
                 format!("the linker changed concurrently ({what}); retry the request"),
             ),
+            StoreError::KeyConflict { key, linker } => tether_model::Error::conflict(
+                "ConfigurationKeyConflict",
+                format!(
+                    "the configuration key '{key}' is already written by linker '{linker}' on this source; rename it with configurationInfo.customizedKeys"
+                ),
+            ),
             StoreError::Unavailable(_) => {
                 tether_model::Error::unavailable("the database is unavailable", e)
             }
@@ -73,16 +87,26 @@ impl From<StoreError> for tether_model::Error {
 /// How an operation changes its linker when it begins.
 #[derive(Debug, Clone)]
 pub enum LinkerChange {
-    /// Insert a new linker. [`StoreError::Conflict`] if one with that name exists.
-    Create(Linker),
+    /// Insert a new linker that writes `keys` (configuration key names, compared
+    /// case-insensitively).
+    /// [`StoreError::Conflict`] if one with that name exists, [`StoreError::KeyConflict`] if
+    /// another linker on the source writes one of the keys.
+    Create {
+        /// The linker.
+        linker: Linker,
+        /// The configuration keys it writes.
+        keys: Vec<String>,
+    },
     /// Replace an idle linker's spec with this one (its `generation` already bumped), if the
-    /// stored generation is still `expected_generation`. The replaced spec is kept and
-    /// restored if the operation fails.
+    /// stored generation is still `expected_generation`. The replaced spec (and keys) are
+    /// kept and restored if the operation fails.
     Update {
         /// The new state of the linker.
         linker: Linker,
         /// The generation the caller read.
         expected_generation: i64,
+        /// The configuration keys it writes.
+        keys: Vec<String>,
     },
     /// Mark an idle linker `Deleting`, if its generation is still `expected_generation`.
     Delete {
@@ -91,8 +115,66 @@ pub enum LinkerChange {
         /// The generation the caller read.
         expected_generation: i64,
     },
+    /// A linker is being created or updated: ask that saga to cancel (it unwinds at its next
+    /// step boundary) and queue this delete to run after it. Conflict if the generation
+    /// moved or a delete is already queued.
+    CancelAndDelete {
+        /// The linker.
+        id: LinkerId,
+        /// The generation the caller read.
+        expected_generation: i64,
+    },
     /// Leave the linker alone (validation).
     Nothing,
+}
+
+/// How an operation began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Begun {
+    /// The saga waits for an earlier saga of its chain; the executor adopts it when its turn
+    /// comes, so the caller must not start it.
+    pub queued: bool,
+}
+
+/// A saga as operators see it (`GET /admin/sagas`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SagaSummary {
+    /// Its id.
+    pub id: tether_model::ids::SagaId,
+    /// Its definition (`linker-create`…).
+    pub name: String,
+    /// `running`, `unwinding`, `stuck`, `succeeded`, `failed` or `canceled`.
+    pub state: String,
+    /// The replica that owns (or last owned) it.
+    pub owner: String,
+    /// Its adoption generation.
+    pub generation: i64,
+    /// When its lease expires (for a stuck saga: when it is retried).
+    pub lease_expires_at: chrono::DateTime<chrono::Utc>,
+    /// Its last change.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The saga it waits for, if queued.
+    pub blocked_by: Option<tether_model::ids::SagaId>,
+    /// Whether cancellation was asked for.
+    pub cancel_requested: bool,
+    /// The failure that made it unwind.
+    pub error: Option<serde_json::Value>,
+    /// The last failure of an undo (why a saga is stuck).
+    pub undo_error: Option<serde_json::Value>,
+    /// Its operation.
+    pub operation_id: Option<OperationId>,
+    /// The linker its operation acts on.
+    pub resource_id: Option<String>,
+}
+
+/// What a housekeeping pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Finished operations removed.
+    pub operations: u64,
+    /// Finished sagas (with their logs) removed.
+    pub sagas: u64,
 }
 
 /// Everything that starts an operation, written in one transaction.
@@ -126,11 +208,29 @@ pub trait Store: SagaStore {
     ) -> Result<Vec<Linker>, StoreError>;
 
     /// Starts an operation: applies the linker change, stores the operation and the saga, in
-    /// one commit. [`StoreError::Conflict`] when the linker changed since it was read.
-    async fn operation_begin(&self, begin: &OperationBegin) -> Result<(), StoreError>;
+    /// one commit. A saga with a chain is queued behind the unfinished saga at the end of its
+    /// chain, if any. [`StoreError::Conflict`] when the linker changed since it was read.
+    async fn operation_begin(&self, begin: &OperationBegin) -> Result<Begun, StoreError>;
 
-    /// An operation by id.
+    /// An operation by id, with its saga's stuck undo if there is one.
     async fn operation_get(&self, id: OperationId) -> Result<Option<Operation>, StoreError>;
+
+    /// Sagas in `state` (every unfinished one when `None`), most recently changed first.
+    async fn sagas_list(
+        &self,
+        state: Option<tether_saga::SagaState>,
+        limit: u32,
+    ) -> Result<Vec<SagaSummary>, StoreError>;
+
+    /// Makes a stuck saga due for its retry now. False if it is not stuck.
+    async fn saga_retry_now(&self, id: tether_model::ids::SagaId) -> Result<bool, StoreError>;
+
+    /// How many sagas are in each unfinished state (for metrics).
+    async fn saga_counts(&self) -> Result<Vec<(tether_saga::SagaState, u64)>, StoreError>;
+
+    /// Removes finished sagas (their logs and operations with them) that ended more than
+    /// `older_than` ago.
+    async fn purge_finished(&self, older_than: std::time::Duration) -> Result<Purged, StoreError>;
 }
 
 /// Opens the store a database URL names (`postgres://…` or `sqlite://…`) and applies the

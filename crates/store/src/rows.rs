@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use tether_model::ErrorDetail;
 use tether_model::configuration::KeyNaming;
 use tether_model::ids::{LinkerId, LinkerName, LinkerRef, OperationId, ResourceId};
-use tether_model::linker::{Linker, LinkerProperties, Sealed, SystemData};
+use tether_model::linker::{Linker, LinkerProperties, PreviousSpec, Sealed, SystemData};
 use tether_model::operation::{Operation, OperationKind, OperationState, ProvisioningState};
 use tether_saga::{EventKind, SagaEvent, SagaOutcome, StepError};
 use uuid::Uuid;
@@ -27,10 +27,90 @@ pub(crate) struct LinkerRow {
     pub system_data: Json<Value>,
     pub generation: i64,
     pub operation_id: Option<Uuid>,
+    pub next_operation_id: Option<Uuid>,
+    pub previous_properties: Option<Json<Value>>,
+    pub previous_secret: Option<Vec<u8>>,
 }
 
 /// The columns [`LinkerRow`] reads, for `select` lists.
-pub(crate) const LINKER_COLUMNS: &str = "id, scope, name, properties, secret, key_naming, provisioning_state, system_data, generation, operation_id";
+pub(crate) const LINKER_COLUMNS: &str =
+    "id, scope, name, properties, secret, key_naming, provisioning_state,
+    system_data, generation, operation_id, next_operation_id, previous_properties, previous_secret";
+
+/// Another linker's name, keys, and the keys it had before a running update (still held: the
+/// update may fail and put them back).
+pub(crate) type OtherKeys = (String, Json<Vec<String>>, Option<Json<Vec<String>>>);
+
+/// Refuses keys another linker of the source writes or may write again; keys compare
+/// case-insensitively.
+pub(crate) fn check_keys(mine: &[String], others: Vec<OtherKeys>) -> Result<(), StoreError> {
+    for (linker, keys, previous) in others {
+        let held = keys
+            .0
+            .iter()
+            .chain(previous.iter().flat_map(|p| p.0.iter()));
+        let held: Vec<&String> = held.collect();
+        if let Some(key) = mine
+            .iter()
+            .find(|k| held.iter().any(|o| o.eq_ignore_ascii_case(k)))
+        {
+            return Err(StoreError::KeyConflict {
+                key: key.clone(),
+                linker,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A saga as operators see it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SagaSummaryRow {
+    pub id: Uuid,
+    pub name: String,
+    pub state: String,
+    pub owner: String,
+    pub generation: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub blocked_by: Option<Uuid>,
+    pub cancel_requested: bool,
+    pub error: Option<Json<Value>>,
+    pub undo_error: Option<Json<Value>>,
+    pub operation_id: Option<Uuid>,
+    pub resource_id: Option<String>,
+    pub lease_expires_ms: i64,
+}
+
+impl SagaSummaryRow {
+    pub fn into_summary(self) -> crate::SagaSummary {
+        let lease_expires_at =
+            chrono::DateTime::from_timestamp_millis(self.lease_expires_ms).unwrap_or_default();
+        crate::SagaSummary {
+            id: tether_model::ids::SagaId::from_uuid(self.id),
+            name: self.name,
+            state: self.state,
+            owner: self.owner,
+            generation: self.generation,
+            lease_expires_at,
+            updated_at: self.updated_at,
+            blocked_by: self.blocked_by.map(tether_model::ids::SagaId::from_uuid),
+            cancel_requested: self.cancel_requested,
+            error: self.error.map(|e| e.0),
+            undo_error: self.undo_error.map(|e| e.0),
+            operation_id: self.operation_id.map(OperationId::from_uuid),
+            resource_id: self.resource_id,
+        }
+    }
+}
+
+/// The columns of [`SagaSummaryRow`] (the saga is `s`, its operation `o`); each backend adds
+/// its lease expiry as `lease_expires_ms` and the `from` clause.
+pub(crate) const SAGA_SUMMARY_SELECT: &str =
+    "select s.id, s.name, s.state, s.owner, s.generation, s.updated_at,
+        s.blocked_by, s.cancel_requested, s.error,
+        (select e.data from saga_event e where e.saga_id = s.id and e.kind = 'undo_failed'
+         order by e.created_at desc limit 1) as undo_error,
+        o.id as operation_id, o.resource_id";
 
 impl TryFrom<LinkerRow> for Linker {
     type Error = StoreError;
@@ -49,6 +129,16 @@ impl TryFrom<LinkerRow> for Linker {
             system_data: from_json::<SystemData>("linker.system_data", row.system_data.0)?,
             generation: row.generation,
             operation: row.operation_id.map(OperationId::from_uuid),
+            next_operation: row.next_operation_id.map(OperationId::from_uuid),
+            previous: row
+                .previous_properties
+                .map(|p| {
+                    Ok::<_, StoreError>(PreviousSpec {
+                        properties: from_json("linker.previous_properties", p.0)?,
+                        secret: row.previous_secret.map(Sealed),
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -100,14 +190,45 @@ pub(crate) struct OperationRow {
     pub result: Option<Json<Value>>,
     pub start_time: chrono::DateTime<chrono::Utc>,
     pub end_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub saga_state: String,
+    pub saga_error: Option<Json<Value>>,
+    pub undo_error: Option<Json<Value>>,
 }
 
-pub(crate) const OPERATION_COLUMNS: &str =
-    "id, kind, linker_id, subscription, resource_id, status, error, result, start_time, end_time";
+/// Reads an [`OperationRow`]: the operation, its saga's state and error, and the saga's latest
+/// undo failure. Both backends speak this SQL; append `where o.id = <param>`.
+pub(crate) const OPERATION_SELECT: &str = "select o.id, o.kind, o.linker_id, o.subscription, o.resource_id,
+        o.status, o.error, o.result, o.start_time, o.end_time, s.state as saga_state, s.error as saga_error,
+        (select e.data from saga_event e where e.saga_id = s.id and e.kind = 'undo_failed'
+         order by e.created_at desc limit 1) as undo_error
+    from operation o join saga s on s.id = o.saga_id";
+
+/// A stored [`StepError`] as a client-facing error detail.
+fn step_error_detail(what: &str, value: Value) -> Result<ErrorDetail, StoreError> {
+    let e = from_json::<StepError>(what, value)?;
+    Ok(ErrorDetail::new(e.code, e.message))
+}
 
 impl TryFrom<OperationRow> for Operation {
     type Error = StoreError;
     fn try_from(row: OperationRow) -> Result<Self, StoreError> {
+        let stuck = row.saga_state == tether_saga::SagaState::Stuck.as_str();
+        let (error, stuck) = if stuck {
+            (
+                row.saga_error
+                    .map(|e| step_error_detail("saga.error", e.0))
+                    .transpose()?,
+                row.undo_error
+                    .map(|e| step_error_detail("saga_event.data", e.0))
+                    .transpose()?,
+            )
+        } else {
+            let error = row
+                .error
+                .map(|e| from_json::<ErrorDetail>("operation.error", e.0))
+                .transpose()?;
+            (error, None)
+        };
         Ok(Operation {
             id: OperationId::from_uuid(row.id),
             kind: OperationKind::parse(&row.kind)
@@ -119,10 +240,8 @@ impl TryFrom<OperationRow> for Operation {
                 .ok_or_else(|| corrupt("operation.status", &row.status))?,
             start_time: row.start_time,
             end_time: row.end_time,
-            error: row
-                .error
-                .map(|e| from_json::<ErrorDetail>("operation.error", e.0))
-                .transpose()?,
+            error,
+            stuck,
             result: row.result.map(|r| r.0),
         })
     }

@@ -53,6 +53,11 @@ contract!(
     expired_leases_are_adopted_with_a_new_generation,
     stuck_sagas_wait_for_their_retry_time,
     released_leases_are_adoptable_at_once,
+    sagas_of_one_chain_queue_behind_each_other,
+    a_delete_cancels_a_running_create_and_runs_after_it,
+    two_linkers_on_one_source_never_share_a_key,
+    stuck_sagas_are_listed_reported_and_retried_on_request,
+    finished_sagas_and_operations_are_purged_by_age,
 );
 
 async fn run<F, Fut>(db: TestDb, test: F)
@@ -99,6 +104,8 @@ fn linker(scope: &str, name: &str) -> Linker {
         },
         generation: 1,
         operation: None,
+        next_operation: None,
+        previous: None,
     }
 }
 
@@ -108,9 +115,21 @@ fn new_saga(owner: &InstanceId, ttl: Duration) -> NewSaga {
         name: "linker-create".into(),
         params: json!({"p": 1}),
         owner: owner.clone(),
+        chain: None,
         lease_ttl: ttl,
         first_event: SagaEvent::new("resolve", EventKind::Started),
     }
+}
+
+fn chained(owner: &InstanceId, chain: &str) -> NewSaga {
+    NewSaga {
+        chain: Some(chain.to_string()),
+        ..new_saga(owner, Duration::from_secs(30))
+    }
+}
+
+fn keys(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 fn operation(kind: OperationKind, l: &Linker) -> Operation {
@@ -124,6 +143,7 @@ fn operation(kind: OperationKind, l: &Linker) -> Operation {
         start_time: Utc::now(),
         end_time: None,
         error: None,
+        stuck: None,
         result: None,
     }
 }
@@ -140,7 +160,10 @@ async fn begin_create(
     let id = saga.id;
     store
         .operation_begin(&OperationBegin {
-            change: LinkerChange::Create(l),
+            change: LinkerChange::Create {
+                linker: l,
+                keys: Vec::new(),
+            },
             operation: op.clone(),
             saga,
         })
@@ -230,7 +253,10 @@ async fn a_second_create_of_the_same_name_conflicts(store: Arc<dyn Store>) {
     let err = store
         .operation_begin(&OperationBegin {
             operation: operation(OperationKind::Create, &l),
-            change: LinkerChange::Create(l),
+            change: LinkerChange::Create {
+                linker: l,
+                keys: Vec::new(),
+            },
             saga: new_saga(&me(), Duration::from_secs(30)),
         })
         .await
@@ -256,6 +282,7 @@ async fn updates_are_conditional_on_generation_and_idleness(store: Arc<dyn Store
             change: LinkerChange::Update {
                 expected_generation: current.generation,
                 linker: next,
+                keys: Vec::new(),
             },
             operation: op,
             saga: new_saga(&owner, Duration::from_secs(30)),
@@ -427,6 +454,7 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
             change: LinkerChange::Update {
                 expected_generation: current.generation,
                 linker: next,
+                keys: Vec::new(),
             },
             operation: op,
             saga,
@@ -437,6 +465,13 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
     assert_eq!(
         shown.properties.client_type,
         Some(tether_model::linker::ClientType::Java)
+    );
+    let previous = shown
+        .previous
+        .expect("the replaced spec is kept while the update runs");
+    assert_eq!(
+        (previous.properties, previous.secret),
+        (original.properties.clone(), original.secret.clone())
     );
 
     let error = StepError::permanent("TargetUnavailable", "the server is gone");
@@ -677,4 +712,355 @@ async fn released_leases_are_adoptable_at_once(store: Arc<dyn Store>) {
     })
     .await;
     assert_eq!(adopted[0].0, id);
+}
+
+/// Begins a create of linker `name` on `scope` whose saga is in `chain`.
+async fn begin_chained_create(
+    store: &dyn Store,
+    scope: &str,
+    name: &str,
+    chain: &str,
+    keys: Vec<String>,
+) -> Result<(Operation, tether_model::ids::SagaId, tether_store::Begun), StoreError> {
+    let mut l = linker(scope, name);
+    let op = operation(OperationKind::Create, &l);
+    l.operation = Some(op.id);
+    let saga = chained(&me(), chain);
+    let id = saga.id;
+    let begun = store
+        .operation_begin(&OperationBegin {
+            change: LinkerChange::Create { linker: l, keys },
+            operation: op.clone(),
+            saga,
+        })
+        .await?;
+    Ok((op, id, begun))
+}
+
+async fn adopt(store: &dyn Store) -> Vec<(tether_model::ids::SagaId, Lease)> {
+    store
+        .saga_adopt_expired(&me(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+}
+
+async fn sagas_of_one_chain_queue_behind_each_other(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let (_, first, begun) = begin_chained_create(s, SCOPE, "a", "app", Vec::new())
+        .await
+        .unwrap();
+    assert!(!begun.queued);
+    let (_, second, begun) = begin_chained_create(s, SCOPE, "b", "app", Vec::new())
+        .await
+        .unwrap();
+    assert!(begun.queued);
+    let (_, third, begun) = begin_chained_create(s, SCOPE, "c", "app", Vec::new())
+        .await
+        .unwrap();
+    assert!(begun.queued);
+    let (_, _, begun) = begin_chained_create(s, SCOPE, "d", "elsewhere", Vec::new())
+        .await
+        .unwrap();
+    assert!(!begun.queued, "another chain is not held up");
+
+    // Queued sagas have expired leases but wait for their predecessor.
+    assert!(adopt(s).await.is_empty());
+    let (record, _) = s.saga_load(first).await.unwrap();
+    s.saga_finish(
+        first,
+        &record.lease.unwrap(),
+        &[],
+        &SagaOutcome::Succeeded(json!(null)),
+    )
+    .await
+    .unwrap();
+    let adopted = poll("the second saga's turn", || async {
+        Some(adopt(s).await).filter(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(
+        adopted.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![second]
+    );
+    assert_eq!(adopted[0].1.generation, 2);
+    s.saga_finish(
+        second,
+        &adopted[0].1,
+        &[],
+        &SagaOutcome::Failed(StepError::permanent("X", "y")),
+    )
+    .await
+    .unwrap();
+    let adopted = poll("the third saga's turn", || async {
+        Some(adopt(s).await).filter(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(adopted[0].0, third);
+}
+
+async fn a_delete_cancels_a_running_create_and_runs_after_it(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let (create_op, create_saga, _) = begin_chained_create(s, SCOPE, "db", "app", Vec::new())
+        .await
+        .unwrap();
+    let at = LinkerRef {
+        scope: ResourceId::parse(SCOPE).unwrap(),
+        name: LinkerName::parse("db").unwrap(),
+    };
+    let current = s.linker_get(&at).await.unwrap().unwrap();
+    let delete = |current: &Linker| {
+        let op = operation(OperationKind::Delete, current);
+        OperationBegin {
+            change: LinkerChange::CancelAndDelete {
+                id: current.id,
+                expected_generation: current.generation,
+            },
+            operation: op,
+            saga: chained(&me(), "app"),
+        }
+    };
+    let first_delete = delete(&current);
+    let (delete_op, delete_saga) = (first_delete.operation.id, first_delete.saga.id);
+    assert!(s.operation_begin(&first_delete).await.unwrap().queued);
+    // Only one delete can be queued.
+    let now = s.linker_get(&at).await.unwrap().unwrap();
+    assert_eq!(now.next_operation, Some(delete_op));
+    assert!(matches!(
+        s.operation_begin(&delete(&now)).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The create learns about the cancellation at its next log write.
+    let (record, _) = s.saga_load(create_saga).await.unwrap();
+    let lease = record.lease.unwrap();
+    let ack = s
+        .saga_record(create_saga, &lease, Duration::from_secs(30), &[], None)
+        .await
+        .unwrap();
+    assert!(ack.cancel_requested);
+    let canceled = StepError::permanent(tether_saga::CANCELED, "the operation was canceled");
+    s.saga_finish(create_saga, &lease, &[], &SagaOutcome::Canceled(canceled))
+        .await
+        .unwrap();
+    let queued = s.linker_get(&at).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.provisioning_state, queued.operation),
+        (ProvisioningState::Deleting, Some(delete_op))
+    );
+    assert_eq!(
+        s.operation_get(create_op.id).await.unwrap().unwrap().status,
+        OperationState::Canceled
+    );
+
+    let adopted = poll("the delete's turn", || async {
+        Some(adopt(s).await).filter(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(adopted[0].0, delete_saga);
+    s.saga_finish(
+        delete_saga,
+        &adopted[0].1,
+        &[],
+        &SagaOutcome::Succeeded(json!(null)),
+    )
+    .await
+    .unwrap();
+    assert!(s.linker_get(&at).await.unwrap().is_none());
+    assert_eq!(
+        s.operation_get(delete_op).await.unwrap().unwrap().status,
+        OperationState::Succeeded
+    );
+}
+
+async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let (_, a_saga, _) = begin_chained_create(s, SCOPE, "a", "app", keys(&["K1", "K2"]))
+        .await
+        .unwrap();
+    let (record, _) = s.saga_load(a_saga).await.unwrap();
+    s.saga_finish(
+        a_saga,
+        &record.lease.unwrap(),
+        &[],
+        &SagaOutcome::Succeeded(json!(null)),
+    )
+    .await
+    .unwrap();
+    let err = begin_chained_create(s, SCOPE, "b", "app", keys(&["K2"]))
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::KeyConflict { key, linker } => {
+            assert_eq!((key.as_str(), linker.as_str()), ("K2", "a"))
+        }
+        other => panic!("expected a key conflict, got {other:?}"),
+    }
+    let at = |name: &str| LinkerRef {
+        scope: ResourceId::parse(SCOPE).unwrap(),
+        name: LinkerName::parse(name).unwrap(),
+    };
+    assert!(
+        s.linker_get(&at("b")).await.unwrap().is_none(),
+        "nothing was written"
+    );
+    begin_chained_create(s, SCOPE, "b", "app", keys(&["K3"]))
+        .await
+        .unwrap();
+    begin_chained_create(
+        s,
+        &SCOPE.replace("App", "Other"),
+        "b",
+        "other",
+        keys(&["K1"]),
+    )
+    .await
+    .unwrap();
+
+    // While "a" is updated to K4, its old keys stay held: the update may fail and restore them.
+    let current = s.linker_get(&at("a")).await.unwrap().unwrap();
+    let mut next = current.clone();
+    next.generation += 1;
+    let op = operation(OperationKind::Update, &next);
+    next.operation = Some(op.id);
+    let saga = new_saga(&me(), Duration::from_secs(30));
+    let update_saga = saga.id;
+    s.operation_begin(&OperationBegin {
+        change: LinkerChange::Update {
+            linker: next,
+            expected_generation: current.generation,
+            keys: keys(&["K4"]),
+        },
+        operation: op,
+        saga,
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        begin_chained_create(s, SCOPE, "c", "app", keys(&["K1"])).await,
+        Err(StoreError::KeyConflict { .. })
+    ));
+    assert!(matches!(
+        begin_chained_create(s, SCOPE, "c", "app", keys(&["k4"])).await,
+        Err(StoreError::KeyConflict { .. })
+    ));
+    let (record, _) = s.saga_load(update_saga).await.unwrap();
+    s.saga_finish(
+        update_saga,
+        &record.lease.unwrap(),
+        &[],
+        &SagaOutcome::Failed(StepError::permanent("X", "y")),
+    )
+    .await
+    .unwrap();
+    // The failed update put K1 and K2 back and released K4.
+    assert!(matches!(
+        begin_chained_create(s, SCOPE, "c", "app", keys(&["K1"])).await,
+        Err(StoreError::KeyConflict { .. })
+    ));
+    begin_chained_create(s, SCOPE, "c", "app", keys(&["K4"]))
+        .await
+        .unwrap();
+}
+
+async fn stuck_sagas_are_listed_reported_and_retried_on_request(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let (op, id, lease) = begin_create(s, linker(SCOPE, "db"), &me()).await;
+    let failure = StepError::permanent("TargetNotFound", "the target is gone");
+    let ttl = Duration::from_secs(30);
+    s.saga_record(
+        id,
+        &lease,
+        ttl,
+        &[],
+        Some((SagaState::Unwinding, Some(&failure))),
+    )
+    .await
+    .unwrap();
+    let undo = StepError::permanent("AuthorizationFailed", "cannot remove the rule");
+    let events = [SagaEvent::with_data(
+        "network",
+        EventKind::UndoFailed,
+        serde_json::to_value(&undo).unwrap(),
+    )];
+    s.saga_record(
+        id,
+        &lease,
+        Duration::from_secs(3600),
+        &events,
+        Some((SagaState::Stuck, None)),
+    )
+    .await
+    .unwrap();
+
+    let reported = s.operation_get(op.id).await.unwrap().unwrap();
+    assert_eq!(reported.status, OperationState::InProgress);
+    assert_eq!(reported.error.unwrap().code, "TargetNotFound");
+    assert_eq!(reported.stuck.unwrap().code, "AuthorizationFailed");
+
+    let listed = s.sagas_list(Some(SagaState::Stuck), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].operation_id, Some(op.id));
+    assert_eq!(
+        listed[0].undo_error.as_ref().unwrap()["code"],
+        "AuthorizationFailed"
+    );
+    assert!(listed[0].lease_expires_at > Utc::now() + chrono::Duration::minutes(30));
+    assert_eq!(
+        s.sagas_list(None, 10).await.unwrap().len(),
+        1,
+        "unfinished sagas by default"
+    );
+    assert!(
+        s.sagas_list(Some(SagaState::Succeeded), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.saga_counts().await.unwrap(), vec![(SagaState::Stuck, 1)]);
+
+    assert!(adopt(s).await.is_empty(), "not due yet");
+    assert!(s.saga_retry_now(id).await.unwrap());
+    let adopted = poll("the retry", || async {
+        Some(adopt(s).await).filter(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(adopted[0].0, id);
+    assert_eq!(s.saga_load(id).await.unwrap().0.state, SagaState::Unwinding);
+    assert!(!s.saga_retry_now(id).await.unwrap(), "only stuck sagas");
+}
+
+async fn finished_sagas_and_operations_are_purged_by_age(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let (done_op, done, lease) = begin_create(s, linker(SCOPE, "done"), &me()).await;
+    s.saga_finish(done, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .await
+        .unwrap();
+    let (running_op, running, _) = begin_create(s, linker(SCOPE, "running"), &me()).await;
+    assert_eq!(
+        s.purge_finished(Duration::from_secs(3600)).await.unwrap(),
+        tether_store::Purged::default()
+    );
+    let purged = poll("the purge", || async {
+        let p = s.purge_finished(Duration::ZERO).await.unwrap();
+        (p.sagas > 0).then_some(p)
+    })
+    .await;
+    assert_eq!(
+        purged,
+        tether_store::Purged {
+            operations: 1,
+            sagas: 1
+        }
+    );
+    assert!(s.operation_get(done_op.id).await.unwrap().is_none());
+    assert!(matches!(
+        s.saga_load(done).await,
+        Err(SagaStoreError::NotFound)
+    ));
+    assert!(
+        s.operation_get(running_op.id).await.unwrap().is_some(),
+        "unfinished work is kept"
+    );
+    assert!(s.saga_load(running).await.is_ok());
 }

@@ -45,8 +45,10 @@ pub struct LinkerCtx {
     pub secrets: Arc<SecretBox>,
 }
 
-/// The params of create, update and delete: the spec the backend is believed to match now
-/// (`before`, none for a create) and the one to converge to (`after`, none for a delete).
+/// The params of create, update and delete: the specs the backend may hold now (`before`:
+/// none for a create, one for an update, and for a delete queued behind an update both the
+/// update's spec and the one it would restore if it fails) and the one to converge to
+/// (`after`, none for a delete).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkerParams {
@@ -54,8 +56,8 @@ pub struct LinkerParams {
     pub linker_id: LinkerId,
     /// Where it lives.
     pub linker: LinkerRef,
-    /// The current spec.
-    pub before: Option<ConnectionSpec>,
+    /// The specs the backend may hold.
+    pub before: Vec<ConnectionSpec>,
     /// The desired spec.
     pub after: Option<ConnectionSpec>,
 }

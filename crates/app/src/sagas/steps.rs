@@ -140,11 +140,12 @@ impl Step<LinkerCtx> for Resolve {
             }
         };
         let prefix = rule_prefix(&p.linker);
-        let mut targets: Vec<&ResourceId> = specs(&p)
-            .filter(|s| s.target_spec().firewall)
-            .map(|s| &s.target)
-            .collect();
-        targets.dedup();
+        let mut targets: Vec<&ResourceId> = Vec::new();
+        for spec in specs(&p).filter(|s| s.target_spec().firewall) {
+            if !targets.contains(&&spec.target) {
+                targets.push(&spec.target);
+            }
+        }
         let mut rules = Vec::with_capacity(targets.len());
         for target in targets {
             let current = match ctx

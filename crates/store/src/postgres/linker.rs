@@ -6,11 +6,13 @@ use tether_model::ids::{LinkerRef, OperationId, ResourceId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
+use uuid::Uuid;
 
 use crate::rows::{
-    LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_COLUMNS, OperationRow, to_json,
+    LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow, OtherKeys, check_keys,
+    to_json,
 };
-use crate::{LinkerChange, OperationBegin, StoreError};
+use crate::{Begun, LinkerChange, OperationBegin, StoreError};
 
 pub(super) async fn get(pool: &PgPool, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
     let row: Option<LinkerRow> = sqlx::query_as(&format!(
@@ -46,33 +48,38 @@ pub(super) async fn operation_get(
     pool: &PgPool,
     id: OperationId,
 ) -> Result<Option<Operation>, StoreError> {
-    let row: Option<OperationRow> = sqlx::query_as(&format!(
-        "select {OPERATION_COLUMNS} from operation where id = $1"
-    ))
-    .bind(id.as_uuid())
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<OperationRow> = sqlx::query_as(&format!("{OPERATION_SELECT} where o.id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await?;
     row.map(Operation::try_from).transpose()
 }
 
 pub(super) async fn operation_begin(
     pool: &PgPool,
     begin: &OperationBegin,
-) -> Result<(), StoreError> {
+) -> Result<Begun, StoreError> {
     let mut tx = pool.begin().await?;
-    insert_saga(&mut tx, &begin.saga).await?;
+    let queued = insert_saga(&mut tx, &begin.saga).await?;
     let op = &begin.operation;
+    let conflict = || StoreError::Conflict("the linker was modified or is busy");
     match &begin.change {
-        LinkerChange::Create(linker) => insert_linker(&mut tx, linker).await?,
+        LinkerChange::Create { linker, keys } => {
+            check_keys(keys, other_keys(&mut tx, linker).await?)?;
+            insert_linker(&mut tx, linker, keys).await?;
+        }
         LinkerChange::Update {
             linker,
             expected_generation,
+            keys,
         } => {
+            check_keys(keys, other_keys(&mut tx, linker).await?)?;
             let v = LinkerValues::of(linker);
             let done = sqlx::query(
                 "update linker set scope = $2, name = $3, properties = $4, secret = $5,
                     provisioning_state = $6, system_data = $7, generation = $8, operation_id = $9,
-                    previous_properties = properties, previous_secret = secret, updated_at = now()
+                    keys = $11, previous_properties = properties, previous_secret = secret,
+                    previous_keys = keys, updated_at = now()
                  where id = $1 and generation = $10 and operation_id is null",
             )
             .bind(v.id)
@@ -85,10 +92,11 @@ pub(super) async fn operation_begin(
             .bind(v.generation)
             .bind(v.operation_id)
             .bind(expected_generation)
+            .bind(Json(keys))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict("the linker was modified or is busy"));
+                return Err(conflict());
             }
         }
         LinkerChange::Delete {
@@ -106,8 +114,31 @@ pub(super) async fn operation_begin(
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict("the linker was modified or is busy"));
+                return Err(conflict());
             }
+        }
+        LinkerChange::CancelAndDelete {
+            id,
+            expected_generation,
+        } => {
+            let running: Option<(Uuid,)> = sqlx::query_as(
+                "update linker set next_operation_id = $2, generation = generation + 1, updated_at = now()
+                 where id = $1 and generation = $3 and operation_id is not null and next_operation_id is null
+                 returning operation_id",
+            )
+            .bind(id.as_uuid())
+            .bind(op.id.as_uuid())
+            .bind(expected_generation)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (running,) = running.ok_or_else(conflict)?;
+            sqlx::query(
+                "update saga set cancel_requested = true, updated_at = now()
+                 where id = (select saga_id from operation where id = $1) and state = 'running'",
+            )
+            .bind(running)
+            .execute(&mut *tx)
+            .await?;
         }
         LinkerChange::Nothing => {}
     }
@@ -126,18 +157,34 @@ pub(super) async fn operation_begin(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Begun { queued })
+}
+
+/// The (name, keys, keys before a running update) of the source's other linkers. Runs under the chain's lock, which
+/// serializes writers of one source.
+async fn other_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    linker: &Linker,
+) -> Result<Vec<OtherKeys>, StoreError> {
+    Ok(sqlx::query_as(
+        "select name, keys, previous_keys from linker where scope_key = $1 and id <> $2",
+    )
+    .bind(linker.at.scope.key())
+    .bind(linker.id.as_uuid())
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 async fn insert_linker(
     tx: &mut Transaction<'_, Postgres>,
     linker: &Linker,
+    keys: &[String],
 ) -> Result<(), StoreError> {
     let v = LinkerValues::of(linker);
     let inserted = sqlx::query(
         "insert into linker (id, scope_key, name_key, scope, name, properties, secret, key_naming,
-            provisioning_state, system_data, generation, operation_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            provisioning_state, system_data, generation, operation_id, keys)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          on conflict (scope_key, name_key) do nothing",
     )
     .bind(v.id)
@@ -152,6 +199,7 @@ async fn insert_linker(
     .bind(&v.system_data)
     .bind(v.generation)
     .bind(v.operation_id)
+    .bind(Json(keys))
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -162,16 +210,48 @@ async fn insert_linker(
     Ok(())
 }
 
-async fn insert_saga(tx: &mut Transaction<'_, Postgres>, saga: &NewSaga) -> Result<(), StoreError> {
+/// Inserts the saga and its first log entry. A saga with a chain first takes the chain's
+/// lock (held to the end of the transaction), then waits for the chain's tail — the
+/// unfinished saga of the chain nothing waits for yet. A queued saga's lease is expired at
+/// once, so whichever replica finishes the tail adopts it. Returns whether it is queued.
+async fn insert_saga(
+    tx: &mut Transaction<'_, Postgres>,
+    saga: &NewSaga,
+) -> Result<bool, StoreError> {
+    let mut blocked_by: Option<Uuid> = None;
+    if let Some(chain) = &saga.chain {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(chain)
+            .execute(&mut **tx)
+            .await?;
+        let tail: Option<(Uuid,)> = sqlx::query_as(
+            "select s.id from saga s
+             where s.chain = $1 and s.state in ('running', 'unwinding', 'stuck')
+               and not exists (select 1 from saga t where t.blocked_by = s.id
+                               and t.state in ('running', 'unwinding', 'stuck'))
+             limit 1",
+        )
+        .bind(chain)
+        .fetch_optional(&mut **tx)
+        .await?;
+        blocked_by = tail.map(|(id,)| id);
+    }
+    let ttl = if blocked_by.is_some() {
+        0.0
+    } else {
+        saga.lease_ttl.as_secs_f64()
+    };
     sqlx::query(
-        "insert into saga (id, name, params, state, owner, generation, lease_expires_at)
-         values ($1, $2, $3, 'running', $4, 1, now() + make_interval(secs => $5))",
+        "insert into saga (id, name, params, state, owner, generation, lease_expires_at, chain, blocked_by)
+         values ($1, $2, $3, 'running', $4, 1, now() + make_interval(secs => $5), $6, $7)",
     )
     .bind(saga.id.as_uuid())
     .bind(&saga.name)
     .bind(Json(&saga.params))
     .bind(saga.owner.as_str())
-    .bind(saga.lease_ttl.as_secs_f64())
+    .bind(ttl)
+    .bind(&saga.chain)
+    .bind(blocked_by)
     .execute(&mut **tx)
     .await?;
     sqlx::query("insert into saga_event (saga_id, step, kind, data) values ($1, $2, $3, $4)")
@@ -181,5 +261,5 @@ async fn insert_saga(tx: &mut Transaction<'_, Postgres>, saga: &NewSaga) -> Resu
         .bind(saga.first_event.data.as_ref().map(|d| Json(to_json(d))))
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(blocked_by.is_some())
 }

@@ -13,7 +13,7 @@ use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
 };
 
-use crate::{OperationBegin, Store, StoreError};
+use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError};
 
 mod linker;
 mod saga;
@@ -65,12 +65,32 @@ impl Store for PgStore {
         linker::list(&self.pool, scope, after, limit).await
     }
 
-    async fn operation_begin(&self, begin: &OperationBegin) -> Result<(), StoreError> {
+    async fn operation_begin(&self, begin: &OperationBegin) -> Result<Begun, StoreError> {
         linker::operation_begin(&self.pool, begin).await
     }
 
     async fn operation_get(&self, id: OperationId) -> Result<Option<Operation>, StoreError> {
         linker::operation_get(&self.pool, id).await
+    }
+
+    async fn sagas_list(
+        &self,
+        state: Option<SagaState>,
+        limit: u32,
+    ) -> Result<Vec<SagaSummary>, StoreError> {
+        saga::list(&self.pool, state, limit).await
+    }
+
+    async fn saga_retry_now(&self, id: SagaId) -> Result<bool, StoreError> {
+        saga::retry_now(&self.pool, id).await
+    }
+
+    async fn saga_counts(&self) -> Result<Vec<(SagaState, u64)>, StoreError> {
+        saga::counts(&self.pool).await
+    }
+
+    async fn purge_finished(&self, older_than: Duration) -> Result<Purged, StoreError> {
+        saga::purge(&self.pool, older_than).await
     }
 }
 

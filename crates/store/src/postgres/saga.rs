@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::StoreError;
 use crate::rows::{
-    Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SagaRow, corrupt, step_error_json, to_json,
+    Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow,
+    corrupt, step_error_json, to_json,
 };
 
 fn backend(e: impl Into<StoreError>) -> SagaStoreError {
@@ -151,16 +152,21 @@ pub(super) async fn finish(
         let linker_sql = match done.linker {
             LinkerEffect::None => None,
             LinkerEffect::Settle(state) => Some((
-                "update linker set provisioning_state = $3, operation_id = null, previous_properties = null,
-                    previous_secret = null, generation = generation + 1, updated_at = now()
+                "update linker set operation_id = next_operation_id, next_operation_id = null,
+                    provisioning_state = case when next_operation_id is null then $3 else 'Deleting' end,
+                    previous_properties = null, previous_secret = null, previous_keys = null,
+                    generation = generation + 1, updated_at = now()
                  where id = $1 and operation_id = $2",
                 Some(state),
             )),
             LinkerEffect::Revert(state) => Some((
                 "update linker set properties = coalesce(previous_properties, properties),
                     secret = case when previous_properties is null then secret else previous_secret end,
-                    provisioning_state = $3, operation_id = null, previous_properties = null,
-                    previous_secret = null, generation = generation + 1, updated_at = now()
+                    keys = coalesce(previous_keys, keys),
+                    operation_id = next_operation_id, next_operation_id = null,
+                    provisioning_state = case when next_operation_id is null then $3 else 'Deleting' end,
+                    previous_properties = null, previous_secret = null, previous_keys = null,
+                    generation = generation + 1, updated_at = now()
                  where id = $1 and operation_id = $2",
                 Some(state),
             )),
@@ -210,11 +216,13 @@ pub(super) async fn adopt_expired(
 ) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
     let adopted: Vec<(Uuid, i64)> = sqlx::query_as(
         "with due as (
-            select id from saga
-            where state in ('running', 'unwinding', 'stuck') and lease_expires_at < now()
-            order by lease_expires_at
+            select s.id from saga s
+            where s.state in ('running', 'unwinding', 'stuck') and s.lease_expires_at < now()
+              and not exists (select 1 from saga b where b.id = s.blocked_by
+                              and b.state in ('running', 'unwinding', 'stuck'))
+            order by s.lease_expires_at
             limit $3
-            for update skip locked
+            for update of s skip locked
          )
          update saga s set owner = $1, generation = s.generation + 1,
              lease_expires_at = now() + make_interval(secs => $2),
@@ -250,4 +258,67 @@ pub(super) async fn release_all(pool: &PgPool, owner: &InstanceId) -> Result<(),
     .await
     .map_err(backend)?;
     Ok(())
+}
+
+pub(super) async fn list(
+    pool: &PgPool,
+    state: Option<SagaState>,
+    limit: u32,
+) -> Result<Vec<crate::SagaSummary>, StoreError> {
+    let rows: Vec<SagaSummaryRow> = sqlx::query_as(&format!(
+        "{SAGA_SUMMARY_SELECT},
+            (extract(epoch from s.lease_expires_at) * 1000)::bigint as lease_expires_ms
+         from saga s left join operation o on o.saga_id = s.id
+         where ($1::text is null and s.state in ('running', 'unwinding', 'stuck')) or s.state = $1
+         order by s.updated_at desc limit $2"
+    ))
+    .bind(state.map(SagaState::as_str))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(SagaSummaryRow::into_summary).collect())
+}
+
+pub(super) async fn retry_now(pool: &PgPool, id: SagaId) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("update saga set lease_expires_at = now() where id = $1 and state = 'stuck'")
+            .bind(id.as_uuid())
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn counts(pool: &PgPool) -> Result<Vec<(SagaState, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "select state, count(*) from saga where state in ('running', 'unwinding', 'stuck') group by state",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(state, n)| {
+            let state = SagaState::parse(&state).ok_or_else(|| corrupt("saga.state", &state))?;
+            Ok((state, u64::try_from(n).unwrap_or_default()))
+        })
+        .collect()
+}
+
+pub(super) async fn purge(
+    pool: &PgPool,
+    older_than: Duration,
+) -> Result<crate::Purged, StoreError> {
+    let mut tx = pool.begin().await?;
+    let old = "select id from saga where state in ('succeeded', 'failed', 'canceled')
+               and updated_at < now() - make_interval(secs => $1)";
+    let operations = sqlx::query(&format!("delete from operation where saga_id in ({old})"))
+        .bind(older_than.as_secs_f64())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let sagas = sqlx::query(&format!("delete from saga where id in ({old})"))
+        .bind(older_than.as_secs_f64())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(crate::Purged { operations, sagas })
 }

@@ -7,12 +7,14 @@ use tether_model::ids::{LinkerRef, OperationId, ResourceId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
+use uuid::Uuid;
 
 use super::{ms, now_ms};
 use crate::rows::{
-    LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_COLUMNS, OperationRow, to_json,
+    LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow, OtherKeys, check_keys,
+    to_json,
 };
-use crate::{LinkerChange, OperationBegin, StoreError};
+use crate::{Begun, LinkerChange, OperationBegin, StoreError};
 
 pub(super) async fn get(pool: &SqlitePool, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
     let row: Option<LinkerRow> = sqlx::query_as(&format!(
@@ -48,34 +50,39 @@ pub(super) async fn operation_get(
     pool: &SqlitePool,
     id: OperationId,
 ) -> Result<Option<Operation>, StoreError> {
-    let row: Option<OperationRow> = sqlx::query_as(&format!(
-        "select {OPERATION_COLUMNS} from operation where id = ?1"
-    ))
-    .bind(id.as_uuid())
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<OperationRow> = sqlx::query_as(&format!("{OPERATION_SELECT} where o.id = ?1"))
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await?;
     row.map(Operation::try_from).transpose()
 }
 
 pub(super) async fn operation_begin(
     pool: &SqlitePool,
     begin: &OperationBegin,
-) -> Result<(), StoreError> {
+) -> Result<Begun, StoreError> {
     let mut tx = pool.begin().await?;
-    insert_saga(&mut tx, &begin.saga).await?;
+    let queued = insert_saga(&mut tx, &begin.saga).await?;
     let op = &begin.operation;
     let now = Utc::now();
+    let conflict = || StoreError::Conflict("the linker was modified or is busy");
     match &begin.change {
-        LinkerChange::Create(linker) => insert_linker(&mut tx, linker).await?,
+        LinkerChange::Create { linker, keys } => {
+            check_keys(keys, other_keys(&mut tx, linker).await?)?;
+            insert_linker(&mut tx, linker, keys).await?;
+        }
         LinkerChange::Update {
             linker,
             expected_generation,
+            keys,
         } => {
+            check_keys(keys, other_keys(&mut tx, linker).await?)?;
             let v = LinkerValues::of(linker);
             let done = sqlx::query(
                 "update linker set scope = ?2, name = ?3, properties = ?4, secret = ?5,
                     provisioning_state = ?6, system_data = ?7, generation = ?8, operation_id = ?9,
-                    previous_properties = properties, previous_secret = secret, updated_at = ?11
+                    keys = ?12, previous_properties = properties, previous_secret = secret,
+                    previous_keys = keys, updated_at = ?11
                  where id = ?1 and generation = ?10 and operation_id is null",
             )
             .bind(v.id)
@@ -89,10 +96,11 @@ pub(super) async fn operation_begin(
             .bind(v.operation_id)
             .bind(expected_generation)
             .bind(now)
+            .bind(Json(keys))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict("the linker was modified or is busy"));
+                return Err(conflict());
             }
         }
         LinkerChange::Delete {
@@ -111,8 +119,33 @@ pub(super) async fn operation_begin(
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict("the linker was modified or is busy"));
+                return Err(conflict());
             }
+        }
+        LinkerChange::CancelAndDelete {
+            id,
+            expected_generation,
+        } => {
+            let running: Option<(Uuid,)> = sqlx::query_as(
+                "update linker set next_operation_id = ?2, generation = generation + 1, updated_at = ?4
+                 where id = ?1 and generation = ?3 and operation_id is not null and next_operation_id is null
+                 returning operation_id",
+            )
+            .bind(id.as_uuid())
+            .bind(op.id.as_uuid())
+            .bind(expected_generation)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (running,) = running.ok_or_else(conflict)?;
+            sqlx::query(
+                "update saga set cancel_requested = 1, updated_at = ?2
+                 where id = (select saga_id from operation where id = ?1) and state = 'running'",
+            )
+            .bind(running)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         LinkerChange::Nothing => {}
     }
@@ -131,19 +164,35 @@ pub(super) async fn operation_begin(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Begun { queued })
+}
+
+/// The (name, keys, keys before a running update) of the source's other linkers (the single
+/// writer serializes this check with every other write).
+async fn other_keys(
+    tx: &mut Transaction<'_, Sqlite>,
+    linker: &Linker,
+) -> Result<Vec<OtherKeys>, StoreError> {
+    Ok(sqlx::query_as(
+        "select name, keys, previous_keys from linker where scope_key = ?1 and id <> ?2",
+    )
+    .bind(linker.at.scope.key())
+    .bind(linker.id.as_uuid())
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 async fn insert_linker(
     tx: &mut Transaction<'_, Sqlite>,
     linker: &Linker,
+    keys: &[String],
 ) -> Result<(), StoreError> {
     let v = LinkerValues::of(linker);
     let now = Utc::now();
     let inserted = sqlx::query(
         "insert into linker (id, scope_key, name_key, scope, name, properties, secret, key_naming,
-            provisioning_state, system_data, generation, operation_id, created_at, updated_at)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+            provisioning_state, system_data, generation, operation_id, keys, created_at, updated_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?13, ?13)
          on conflict (scope_key, name_key) do nothing",
     )
     .bind(v.id)
@@ -159,6 +208,7 @@ async fn insert_linker(
     .bind(v.generation)
     .bind(v.operation_id)
     .bind(now)
+    .bind(Json(keys))
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -169,17 +219,43 @@ async fn insert_linker(
     Ok(())
 }
 
-async fn insert_saga(tx: &mut Transaction<'_, Sqlite>, saga: &NewSaga) -> Result<(), StoreError> {
+/// Inserts the saga and its first log entry, queued behind its chain's tail (the unfinished
+/// saga of the chain nothing waits for yet) when there is one; a queued saga's lease is
+/// expired at once so whichever replica finishes the tail adopts it. Returns whether it is
+/// queued.
+async fn insert_saga(tx: &mut Transaction<'_, Sqlite>, saga: &NewSaga) -> Result<bool, StoreError> {
     let now = Utc::now();
+    let blocked_by: Option<Uuid> = match &saga.chain {
+        None => None,
+        Some(chain) => sqlx::query_as::<_, (Uuid,)>(
+            "select s.id from saga s
+             where s.chain = ?1 and s.state in ('running', 'unwinding', 'stuck')
+               and not exists (select 1 from saga t where t.blocked_by = s.id
+                               and t.state in ('running', 'unwinding', 'stuck'))
+             limit 1",
+        )
+        .bind(chain)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|(id,)| id),
+    };
+    let lease = if blocked_by.is_some() {
+        now_ms()
+    } else {
+        now_ms() + ms(saga.lease_ttl)
+    };
     sqlx::query(
-        "insert into saga (id, name, params, state, owner, generation, lease_expires_ms, created_at, updated_at)
-         values (?1, ?2, ?3, 'running', ?4, 1, ?5, ?6, ?6)",
+        "insert into saga (id, name, params, state, owner, generation, lease_expires_ms, chain, blocked_by,
+            created_at, updated_at)
+         values (?1, ?2, ?3, 'running', ?4, 1, ?5, ?6, ?7, ?8, ?8)",
     )
     .bind(saga.id.as_uuid())
     .bind(&saga.name)
     .bind(Json(&saga.params))
     .bind(saga.owner.as_str())
-    .bind(now_ms() + ms(saga.lease_ttl))
+    .bind(lease)
+    .bind(&saga.chain)
+    .bind(blocked_by)
     .bind(now)
     .execute(&mut **tx)
     .await?;
@@ -191,5 +267,5 @@ async fn insert_saga(tx: &mut Transaction<'_, Sqlite>, saga: &NewSaga) -> Result
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(blocked_by.is_some())
 }

@@ -16,7 +16,7 @@ use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
 };
 
-use crate::{OperationBegin, Store, StoreError};
+use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError};
 
 mod linker;
 mod saga;
@@ -91,12 +91,32 @@ impl Store for SqliteStore {
         linker::list(&self.reader, scope, after, limit).await
     }
 
-    async fn operation_begin(&self, begin: &OperationBegin) -> Result<(), StoreError> {
+    async fn operation_begin(&self, begin: &OperationBegin) -> Result<Begun, StoreError> {
         linker::operation_begin(&self.writer, begin).await
     }
 
     async fn operation_get(&self, id: OperationId) -> Result<Option<Operation>, StoreError> {
         linker::operation_get(&self.reader, id).await
+    }
+
+    async fn sagas_list(
+        &self,
+        state: Option<SagaState>,
+        limit: u32,
+    ) -> Result<Vec<SagaSummary>, StoreError> {
+        saga::list(&self.reader, state, limit).await
+    }
+
+    async fn saga_retry_now(&self, id: SagaId) -> Result<bool, StoreError> {
+        saga::retry_now(&self.writer, id).await
+    }
+
+    async fn saga_counts(&self) -> Result<Vec<(SagaState, u64)>, StoreError> {
+        saga::counts(&self.reader).await
+    }
+
+    async fn purge_finished(&self, older_than: Duration) -> Result<Purged, StoreError> {
+        saga::purge(&self.writer, older_than).await
     }
 }
 

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::{ms, now_ms};
 use crate::StoreError;
 use crate::rows::{
-    Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SagaRow, corrupt, step_error_json,
+    Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow,
+    corrupt, step_error_json,
 };
 
 fn backend(e: impl Into<StoreError>) -> SagaStoreError {
@@ -157,16 +158,21 @@ pub(super) async fn finish(
         let linker_sql = match done.linker {
             LinkerEffect::None => None,
             LinkerEffect::Settle(state) => Some((
-                "update linker set provisioning_state = ?3, operation_id = null, previous_properties = null,
-                    previous_secret = null, generation = generation + 1, updated_at = ?4
+                "update linker set operation_id = next_operation_id, next_operation_id = null,
+                    provisioning_state = case when next_operation_id is null then ?3 else 'Deleting' end,
+                    previous_properties = null, previous_secret = null, previous_keys = null,
+                    generation = generation + 1, updated_at = ?4
                  where id = ?1 and operation_id = ?2",
                 Some(state),
             )),
             LinkerEffect::Revert(state) => Some((
                 "update linker set properties = coalesce(previous_properties, properties),
                     secret = case when previous_properties is null then secret else previous_secret end,
-                    provisioning_state = ?3, operation_id = null, previous_properties = null,
-                    previous_secret = null, generation = generation + 1, updated_at = ?4
+                    keys = coalesce(previous_keys, keys),
+                    operation_id = next_operation_id, next_operation_id = null,
+                    provisioning_state = case when next_operation_id is null then ?3 else 'Deleting' end,
+                    previous_properties = null, previous_secret = null, previous_keys = null,
+                    generation = generation + 1, updated_at = ?4
                  where id = ?1 and operation_id = ?2",
                 Some(state),
             )),
@@ -223,8 +229,9 @@ pub(super) async fn adopt_expired(
         "update saga set owner = ?1, generation = generation + 1, lease_expires_ms = ?2,
             state = case when state = 'stuck' then 'unwinding' else state end, updated_at = ?5
          where id in (
-            select id from saga where {UNFINISHED} and lease_expires_ms < ?3
-            order by lease_expires_ms limit ?4
+            select s.id from saga s where s.{UNFINISHED} and s.lease_expires_ms < ?3
+              and not exists (select 1 from saga b where b.id = s.blocked_by and b.{UNFINISHED})
+            order by s.lease_expires_ms limit ?4
          )
          returning id, generation"
     ))
@@ -259,4 +266,68 @@ pub(super) async fn release_all(
         .await
         .map_err(backend)?;
     Ok(())
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    state: Option<SagaState>,
+    limit: u32,
+) -> Result<Vec<crate::SagaSummary>, StoreError> {
+    let rows: Vec<SagaSummaryRow> = sqlx::query_as(&format!(
+        "{SAGA_SUMMARY_SELECT}, s.lease_expires_ms
+         from saga s left join operation o on o.saga_id = s.id
+         where (?1 is null and s.{UNFINISHED}) or s.state = ?1
+         order by s.updated_at desc limit ?2"
+    ))
+    .bind(state.map(SagaState::as_str))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(SagaSummaryRow::into_summary).collect())
+}
+
+pub(super) async fn retry_now(pool: &SqlitePool, id: SagaId) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("update saga set lease_expires_ms = ?2 where id = ?1 and state = 'stuck'")
+            .bind(id.as_uuid())
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn counts(pool: &SqlitePool) -> Result<Vec<(SagaState, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "select state, count(*) from saga where {UNFINISHED} group by state"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(state, n)| {
+            let state = SagaState::parse(&state).ok_or_else(|| corrupt("saga.state", &state))?;
+            Ok((state, u64::try_from(n).unwrap_or_default()))
+        })
+        .collect()
+}
+
+pub(super) async fn purge(
+    pool: &SqlitePool,
+    older_than: Duration,
+) -> Result<crate::Purged, StoreError> {
+    let mut tx = pool.begin().await?;
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let old = "select id from saga where state in ('succeeded', 'failed', 'canceled') and updated_at < ?1";
+    let operations = sqlx::query(&format!("delete from operation where saga_id in ({old})"))
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let sagas = sqlx::query(&format!("delete from saga where id in ({old})"))
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(crate::Purged { operations, sagas })
 }
