@@ -7,8 +7,11 @@
     reason = "test helpers may panic: a panic is a test failure"
 )]
 
+mod chaos;
 mod conventions;
+mod crash;
 mod lifecycle;
+mod operators;
 mod restart;
 mod rollback;
 mod sdk;

@@ -13,8 +13,9 @@ use tether_model::{Error, ErrorKind};
 use crate::render::{empty_response, json_response};
 use crate::{ApiError, ApiState};
 
-/// `GET /admin/sagas[?state=running|unwinding|stuck|succeeded|failed|canceled]`: unfinished
-/// sagas by default, most recently changed first.
+/// `GET /admin/sagas[?state=running|unwinding|stuck|succeeded|failed|canceled][&limit=N]`:
+/// unfinished sagas by default, most recently changed first, at most `limit` (default 500,
+/// at most 10000).
 pub async fn sagas(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -28,7 +29,18 @@ pub async fn sagas(
                 .with_target("state")
         })?),
     };
-    let sagas = state.app.sagas(filter).await?;
+    let limit = match query.get("limit") {
+        None => 500,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| {
+                Error::invalid("InvalidParameter", "limit must be between 1 and 10000")
+                    .with_target("limit")
+            })?,
+    };
+    let sagas = state.app.sagas(filter, limit).await?;
     Ok(json_response(StatusCode::OK, &json!({ "value": sagas })))
 }
 

@@ -95,11 +95,23 @@ pub fn operation_status(op: &Operation, path: &str) -> Value {
     if let Some(end) = op.end_time {
         body.insert("endTime".into(), json!(time(end)));
     }
-    if let Some(error) = &op.error {
-        body.insert(
-            "error".into(),
-            serde_json::to_value(error).expect("error details serialize"),
-        );
+    match (&op.stuck, &op.error) {
+        // Still InProgress (the vocabulary clients rely on), but say why it takes so long.
+        (Some(undo), original) => {
+            let details: Vec<Value> = original.iter().chain([undo]).map(|e| json!(e)).collect();
+            body.insert(
+                "error".into(),
+                json!({
+                    "code": "RollbackStuck",
+                    "message": "The operation failed and undoing its changes keeps failing; the undo is retried automatically.",
+                    "details": details,
+                }),
+            );
+        }
+        (None, Some(error)) => {
+            body.insert("error".into(), json!(error));
+        }
+        (None, None) => {}
     }
     if op.kind == OperationKind::Validate && op.status == OperationState::Succeeded {
         if let Some(result) = validate_result(op) {

@@ -77,12 +77,14 @@ impl App {
         Ok(self.store.ping().await?)
     }
 
-    /// Sagas in `state` (every unfinished one when `None`), for operators.
+    /// Up to `limit` sagas in `state` (every unfinished one when `None`), most recently
+    /// changed first, for operators.
     pub async fn sagas(
         &self,
         state: Option<SagaState>,
+        limit: u32,
     ) -> Result<Vec<SagaSummary>, tether_model::Error> {
-        Ok(self.store.sagas_list(state, 500).await?)
+        Ok(self.store.sagas_list(state, limit).await?)
     }
 
     /// Makes a stuck saga due for its retry now; false if it is not stuck.

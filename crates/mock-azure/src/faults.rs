@@ -1,8 +1,10 @@
 //! Fault injection: the rule table, the path globs it matches with, and the rule wire format.
 //!
 //! Semantics (documented in `docs/mock-azure.md`): rules are checked in creation order and the
-//! first rule whose method and path match and whose count is not exhausted is consumed. Exactly
-//! one rule applies per call, so a delay rule never combines with a later fail or throttle rule.
+//! first rule whose method and path match, whose count is not exhausted and whose probability
+//! roll (if it has one) succeeds is consumed; a rule whose roll fails lets the call fall through
+//! to the next rule. Exactly one rule applies per call, so a delay rule never combines with a
+//! later fail or throttle rule.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +67,9 @@ pub(crate) struct FaultSpec {
     pub(crate) action: FaultAction,
     #[serde(default)]
     pub(crate) when: When,
+    /// Apply to each matching call with this probability (0 < p <= 1); `null` = always.
+    #[serde(default)]
+    pub(crate) probability: Option<f64>,
 }
 
 fn any_method() -> String {
@@ -80,6 +85,8 @@ pub(crate) enum FaultSpecError {
     AfterNeedsFail,
     #[error("fault path glob must not be empty")]
     EmptyPath,
+    #[error("fault probability must be greater than 0 and at most 1")]
+    Probability,
 }
 
 /// A rule in the table, as listed by `GET /admin/faults`.
@@ -97,6 +104,8 @@ pub(crate) struct FaultRule {
     pub(crate) hits: u64,
     pub(crate) action: FaultAction,
     pub(crate) when: When,
+    /// The chance that a matching call is affected (`null` = always).
+    pub(crate) probability: Option<f64>,
 }
 
 /// A rule consumed by one call.
@@ -175,6 +184,9 @@ impl FaultTable {
         if spec.path.trim_matches('/').is_empty() {
             return Err(FaultSpecError::EmptyPath);
         }
+        if spec.probability.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+            return Err(FaultSpecError::Probability);
+        }
         self.next_id += 1;
         let id = self.next_id;
         self.rules.push(FaultRule {
@@ -186,6 +198,7 @@ impl FaultTable {
             hits: 0,
             action: spec.action,
             when: spec.when,
+            probability: spec.probability,
         });
         Ok(id)
     }
@@ -207,12 +220,14 @@ impl FaultTable {
         self.rules.len() != before
     }
 
-    /// Consumes the first live rule matching the call, if any.
+    /// Consumes the first live rule matching the call (and winning its probability roll), if
+    /// any.
     pub(crate) fn take(&mut self, method: &str, segments: &[String]) -> Option<AppliedFault> {
         let rule = self.rules.iter_mut().find(|rule| {
             rule.remaining != Some(0)
                 && (rule.method == "*" || rule.method.eq_ignore_ascii_case(method))
                 && glob_matches(&rule.path, segments)
+                && rule.probability.is_none_or(|p| rand::random::<f64>() < p)
         })?;
         if let Some(remaining) = rule.remaining.as_mut() {
             *remaining -= 1;
@@ -304,6 +319,7 @@ mod tests {
             count,
             action: FaultAction::Delay(DelayAction { ms: 1 }),
             when: When::Before,
+            probability: None,
         };
         let first = table.add(spec(Some(1))).unwrap();
         let second = table.add(spec(None)).unwrap();
@@ -325,6 +341,7 @@ mod tests {
             count: None,
             action: FaultAction::Throttle(ThrottleAction { retry_after: 1 }),
             when: When::After,
+            probability: None,
         });
         assert_eq!(err, Err(FaultSpecError::AfterNeedsFail));
         let err = table.add(FaultSpec {
@@ -337,7 +354,40 @@ mod tests {
                 message: None,
             }),
             when: When::Before,
+            probability: None,
         });
         assert_eq!(err, Err(FaultSpecError::Status(200)));
+        let err = table.add(FaultSpec {
+            method: "*".into(),
+            path: "**".into(),
+            count: None,
+            action: FaultAction::Delay(DelayAction { ms: 1 }),
+            when: When::Before,
+            probability: Some(0.0),
+        });
+        assert_eq!(err, Err(FaultSpecError::Probability));
+    }
+
+    #[test]
+    fn a_rule_that_loses_its_roll_lets_the_call_fall_through() {
+        let mut table = FaultTable::default();
+        let rule = |probability| FaultSpec {
+            method: "*".into(),
+            path: "**".into(),
+            count: None,
+            action: FaultAction::Delay(DelayAction { ms: 1 }),
+            when: When::Before,
+            probability,
+        };
+        let sometimes = table.add(rule(Some(0.25))).unwrap();
+        let always = table.add(rule(None)).unwrap();
+        let path = segs("/x");
+        let first_wins = (0..4000)
+            .filter(|_| table.take("GET", &path).unwrap().id == sometimes)
+            .count();
+        // Binomial(4000, 0.25): mean 1000, sd ~27; a 10-sd band never fails by chance.
+        assert!((730..=1270).contains(&first_wins), "{first_wins}");
+        assert_eq!(table.list()[1].hits, 4000 - first_wins as u64);
+        assert_eq!(table.list()[1].id, always);
     }
 }

@@ -301,7 +301,12 @@ fn substitute(t: &Template, endpoint: &Endpoint, password: Password<'_>) -> (Str
                     holds_secret = true;
                     p.to_string()
                 }
-                Password::Redact => REDACTED.to_string(),
+                // The marker is shown as is, never escaped into something else.
+                Password::Redact => {
+                    out.push_str(REDACTED);
+                    rest = &rest[close + 1..];
+                    continue;
+                }
             },
             other => unreachable!("unknown placeholder {other} in a template"),
         };
@@ -545,6 +550,14 @@ mod tests {
             .unwrap();
         assert!(entries[0].value.ends_with("password=<redacted>"));
         assert!(!entries[0].holds_secret);
+        let jdbc = request(ClientType::Java, &KeyNaming::Plain, None)
+            .render(&endpoint(), Password::Redact)
+            .unwrap();
+        assert!(
+            jdbc[0].value.ends_with("&password=<redacted>"),
+            "the marker is not escaped: {}",
+            jdbc[0].value
+        );
         let revealed = request(ClientType::Python, &KeyNaming::Plain, None)
             .render(&endpoint(), Password::Reveal("pw"))
             .unwrap();

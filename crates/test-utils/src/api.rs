@@ -114,6 +114,85 @@ impl Api {
         self.call_url(method, &url, body).await
     }
 
+    /// Like [`Api::call`], but `None` when the server is gone before it answers (it was
+    /// killed, or crashed at a crash point): the request may or may not have been accepted.
+    pub async fn try_call(&self, method: &str, path: &str, body: Option<&Value>) -> Option<Reply> {
+        let url = format!("{}{path}?api-version={}", self.base, self.version);
+        let method: Method = method.parse().expect("an HTTP method");
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            for secret in secrets_in(body) {
+                self.forbid(&secret);
+            }
+            request = request.json(body);
+        }
+        let response = request.send().await.ok()?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.ok()?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let reply = Reply {
+            status,
+            headers,
+            body,
+            text,
+        };
+        self.check(&method, &url, &reply);
+        Some(reply)
+    }
+
+    /// `GET {base}{path_and_query}` (a path with its own query, like a status URL's), checked;
+    /// `None` when the server does not answer.
+    pub async fn try_get(&self, path_and_query: &str) -> Option<Reply> {
+        let url = format!("{}{path_and_query}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.ok()?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let reply = Reply {
+            status,
+            headers,
+            body,
+            text,
+        };
+        self.check(&Method::GET, &url, &reply);
+        Some(reply)
+    }
+
+    /// Polls a linker until no operation runs on it and returns its body, or `None` once it is
+    /// gone (404).
+    pub async fn settled(&self, scope: &str, name: &str, timeout: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let reply = self.get_linker(scope, name).await;
+            if reply.status == 404 {
+                return None;
+            }
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            let state = reply.body["properties"]["provisioningState"]
+                .as_str()
+                .unwrap_or_default();
+            if matches!(state, "Succeeded" | "Failed" | "Canceled") {
+                return Some(reply.body);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "linker {name} still {state} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A request to an absolute URL (a polling or next link), checked.
     pub async fn call_url(&self, method: &str, url: &str, body: Option<&Value>) -> Reply {
         if let Some(body) = body {

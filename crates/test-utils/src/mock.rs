@@ -94,6 +94,38 @@ impl Mock {
         body["calls"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Pairs of writes (PUT, PATCH, DELETE) to the same resource whose time spans overlapped.
+    /// Sagas that change a resource are serialized — within a replica, across replicas and
+    /// across adoptions — so a correct run has none.
+    pub async fn overlapping_writes(&self) -> Vec<String> {
+        let calls = self.calls().await;
+        let time = |c: &Value, k: &str| {
+            c[k].as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_micros())
+        };
+        let writes: Vec<(String, i64, i64, &Value)> = calls
+            .iter()
+            .filter(|c| matches!(c["method"].as_str(), Some("PUT" | "PATCH" | "DELETE")))
+            .filter_map(|c| {
+                let path = c["path"].as_str()?.to_ascii_lowercase();
+                Some((path, time(c, "startedAt")?, time(c, "finishedAt")?, c))
+            })
+            .collect();
+        let mut overlaps = Vec::new();
+        for (i, a) in writes.iter().enumerate() {
+            for b in &writes[i + 1..] {
+                if a.0 == b.0 && a.1 < b.2 && b.1 < a.2 {
+                    overlaps.push(format!(
+                        "{} {} by {} overlaps {} by {}",
+                        a.3["method"], a.0, a.3["userAgent"], b.3["method"], b.3["userAgent"]
+                    ));
+                }
+            }
+        }
+        overlaps
+    }
+
     /// Adds a fault rule (see docs/mock-azure.md).
     pub async fn fault(&self, rule: Value) {
         self.admin(reqwest::Method::POST, "faults", Some(rule))
