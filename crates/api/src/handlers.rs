@@ -195,6 +195,19 @@ impl Cx<'_> {
         set("retry-after", self.state.config.retry_after.to_string());
     }
 
+    /// The answer to an accepted PUT or PATCH: the linker in its non-terminal state, with
+    /// the operation's polling headers.
+    fn accepted(&self, status: StatusCode, accepted: &tether_app::Accepted) -> Response {
+        let mut response = json_response(status, &render::linker(&accepted.linker, self.version));
+        self.poll_headers(
+            response.headers_mut(),
+            &accepted.linker.at,
+            accepted.operation,
+            false,
+        );
+        response
+    }
+
     async fn get(&self, at: &LinkerRef) -> Result<Response, ApiError> {
         let linker = self.state.app.linker_get(at).await?;
         Ok(json_response(
@@ -247,14 +260,7 @@ impl Cx<'_> {
         } else {
             StatusCode::OK
         };
-        let mut response = json_response(status, &render::linker(&accepted.linker, self.version));
-        self.poll_headers(
-            response.headers_mut(),
-            &accepted.linker.at,
-            accepted.operation,
-            false,
-        );
-        Ok(response)
+        Ok(self.accepted(status, &accepted))
     }
 
     async fn patch(
@@ -267,17 +273,7 @@ impl Cx<'_> {
         self.version.check_request(&patch)?;
         let accepted = self.state.app.linker_patch(at, &patch, caller).await?;
         // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
-        let mut response = json_response(
-            StatusCode::CREATED,
-            &render::linker(&accepted.linker, self.version),
-        );
-        self.poll_headers(
-            response.headers_mut(),
-            &accepted.linker.at,
-            accepted.operation,
-            false,
-        );
-        Ok(response)
+        Ok(self.accepted(StatusCode::CREATED, &accepted))
     }
 
     async fn delete(&self, at: LinkerRef) -> Result<Response, ApiError> {
@@ -378,11 +374,10 @@ impl Cx<'_> {
                 )),
                 OperationKind::Create | OperationKind::Update => {
                     let Route::Linker(at) = routes::parse(&op.resource_id)? else {
-                        return Err(Error::internal(
-                            "an operation's resource id is not a linker id",
-                            std::fmt::Error,
-                        )
-                        .into());
+                        let why = "an operation's resource id is not a linker id";
+                        return Err(
+                            Error::new(ErrorKind::Internal, "InternalServerError", why).into()
+                        );
                     };
                     self.get(&at).await
                 }

@@ -214,7 +214,13 @@ mod tests {
         let nested = format!(
             "/{SITE}/providers/microsoft.servicelinker/linkers/a/providers/Microsoft.ServiceLinker/linkers"
         );
-        assert!(matches!(parse(&nested), Err(_) | Ok(Route::Linkers(_))));
+        let Route::Linkers(scope) = parse(&nested).unwrap() else {
+            panic!("expected a linker list")
+        };
+        assert_eq!(
+            scope.as_str(),
+            format!("/{SITE}/providers/microsoft.servicelinker/linkers/a")
+        );
         let Route::Linkers(scope) = parse(&format!(
             "//{SITE}/PROVIDERS/microsoft.SERVICELINKER/LINKERS"
         ))

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use tether_adapters::Call;
 use tether_model::catalog;
-use tether_model::configuration::{self, Endpoint, KeyNaming, Password};
+use tether_model::configuration::{self, KeyNaming, Password};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::{AuthInfo, Linker, LinkerProperties, Sealed, SystemData};
 use tether_model::operation::{Operation, OperationKind, OperationState, ProvisioningState};
@@ -192,14 +192,8 @@ impl App {
                 ),
                 false => Error::unavailable("reading the target failed", e),
             })?;
-        let endpoint = Endpoint {
-            host: facts.host,
-            port: facts.port,
-            database: facts.database,
-            user: spec.user.clone(),
-        };
         spec.configuration_request()
-            .render(&endpoint, Password::Redact)
+            .render(&spec.endpoint(&facts), Password::Redact)
     }
 
     /// `validateLinker`: starts a validation of the linker; the result arrives with the

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
-use tether_adapters::{FirewallRule, SourceFacts};
+use tether_adapters::{FirewallRule, SourceFacts, TargetFacts};
 use tether_model::Error;
 use tether_model::catalog::{self, TargetSpec};
 use tether_model::configuration::{self, KeyNaming};
@@ -75,6 +75,16 @@ impl ConnectionSpec {
             return Vec::new();
         }
         request.key_names().unwrap_or_default()
+    }
+
+    /// The endpoint its configuration values are built from, given the target's facts.
+    pub fn endpoint(&self, target: &TargetFacts) -> configuration::Endpoint {
+        configuration::Endpoint {
+            host: target.host.clone(),
+            port: target.port,
+            database: target.database.clone(),
+            user: self.user.clone(),
+        }
     }
 
     /// The firewall rules it wants, given the source's facts.

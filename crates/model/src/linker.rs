@@ -815,15 +815,12 @@ mod tests {
 
     #[test]
     fn read_only_and_null_properties_are_accepted() {
-        let p = parse(json!({
-            "provisioningState": "Succeeded",
-            "vNetSolution": null,
-            "secretStore": null,
-            "scope": null,
-            "vNetSolution": {"type": "firewall"}
-        }));
-        // duplicate keys: serde_json keeps the last value
-        let p = p.unwrap();
+        let nulls =
+            parse(json!({"vNetSolution": null, "secretStore": null, "scope": null})).unwrap();
+        assert_eq!(nulls, LinkerProperties::default());
+        let p =
+            parse(json!({"provisioningState": "Succeeded", "vNetSolution": {"type": "firewall"}}))
+                .unwrap();
         assert_eq!(
             p.v_net_solution.unwrap().solution_type,
             Some(VNetSolutionType::Firewall)

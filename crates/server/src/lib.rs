@@ -26,7 +26,6 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     app: App,
-    store: Arc<dyn tether_store::Store>,
     housekeeping: config::HousekeepingConfig,
 }
 
@@ -40,7 +39,7 @@ impl Application {
         let me = InstanceId::generate(&config.server.instance_name);
         let arm = ArmClient::new(config.arm(&me)?).map_err(|e| anyhow::anyhow!("{e}"))?;
         let app = App::new(
-            store.clone(),
+            store,
             tether_adapters::azure::adapters(arm),
             config.secret_box()?,
             me.clone(),
@@ -68,7 +67,6 @@ impl Application {
             listener,
             router,
             app,
-            store,
             housekeeping: config.housekeeping.clone(),
         })
     }
@@ -101,7 +99,6 @@ impl Application {
             .context("the HTTP server failed")?;
         shutdown.cancel();
         sagas.await.context("the saga executor panicked")?;
-        drop(self.store);
         Ok(())
     }
 }

@@ -114,14 +114,32 @@ impl Api {
         self.call_url(method, &url, body).await
     }
 
+    /// A request to an absolute URL (a polling or next link), checked.
+    pub async fn call_url(&self, method: &str, url: &str, body: Option<&Value>) -> Reply {
+        self.try_call_url(method, url, body)
+            .await
+            .expect("the API answers")
+    }
+
     /// Like [`Api::call`], but `None` when the server is gone before it answers (it was
     /// killed, or crashed at a crash point): the request may or may not have been accepted.
     pub async fn try_call(&self, method: &str, path: &str, body: Option<&Value>) -> Option<Reply> {
         let url = format!("{}{path}?api-version={}", self.base, self.version);
+        self.try_call_url(method, &url, body).await
+    }
+
+    /// `GET {base}{path_and_query}` (a path with its own query, like a status URL's), checked;
+    /// `None` when the server does not answer.
+    pub async fn try_get(&self, path_and_query: &str) -> Option<Reply> {
+        let url = format!("{}{path_and_query}", self.base);
+        self.try_call_url("GET", &url, None).await
+    }
+
+    async fn try_call_url(&self, method: &str, url: &str, body: Option<&Value>) -> Option<Reply> {
         let method: Method = method.parse().expect("an HTTP method");
         let mut request = self
             .http
-            .request(method.clone(), &url)
+            .request(method.clone(), url)
             .bearer_auth(&self.token);
         if let Some(body) = body {
             for secret in secrets_in(body) {
@@ -129,43 +147,8 @@ impl Api {
             }
             request = request.json(body);
         }
-        let response = request.send().await.ok()?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.ok()?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let reply = Reply {
-            status,
-            headers,
-            body,
-            text,
-        };
-        self.check(&method, &url, &reply);
-        Some(reply)
-    }
-
-    /// `GET {base}{path_and_query}` (a path with its own query, like a status URL's), checked;
-    /// `None` when the server does not answer.
-    pub async fn try_get(&self, path_and_query: &str) -> Option<Reply> {
-        let url = format!("{}{path_and_query}", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.ok()?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let reply = Reply {
-            status,
-            headers,
-            body,
-            text,
-        };
-        self.check(&Method::GET, &url, &reply);
+        let reply = self.exchange(request).await?;
+        self.check(&method, url, &reply);
         Some(reply)
     }
 
@@ -193,33 +176,20 @@ impl Api {
         }
     }
 
-    /// A request to an absolute URL (a polling or next link), checked.
-    pub async fn call_url(&self, method: &str, url: &str, body: Option<&Value>) -> Reply {
-        if let Some(body) = body {
-            for secret in secrets_in(body) {
-                self.forbid(&secret);
-            }
-        }
-        let method: Method = method.parse().expect("an HTTP method");
-        let mut request = self
-            .http
-            .request(method.clone(), url)
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let reply = self.send(request).await;
-        self.check(&method, url, &reply);
-        reply
-    }
-
     /// Sends a request built by the test (for malformed requests), with only the leak and
     /// header checks.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("the API answers");
+        self.exchange(request).await.expect("the API answers")
+    }
+
+    /// Sends a request and checks what every answer must satisfy: no leaked secret, an
+    /// `x-ms-request-id`, JSON bodies with ARM's content type, ARM error bodies. `None` when
+    /// the server does not answer.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Option<Reply> {
+        let response = request.send().await.ok()?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().await.expect("a body");
+        let text = response.text().await.ok()?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         let reply = Reply {
             status,
@@ -257,7 +227,7 @@ impl Api {
                 reply.text
             );
         }
-        reply
+        Some(reply)
     }
 
     /// A request with no credentials.

@@ -13,10 +13,11 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tether_adapters::{AdapterError, Adapters, SourceAdapter, TargetAdapter};
+use tether_adapters::{AdapterError, Adapters, SourceAdapter, TargetAdapter, TargetFacts};
 use tether_model::catalog;
+use tether_model::configuration::{self, Password};
 use tether_model::ids::{LinkerId, LinkerRef, ResourceId};
 use tether_saga::{SagaDef, StepError};
 
@@ -117,15 +118,29 @@ impl LinkerCtx {
             })
     }
 
-    fn password(&self, spec: &ConnectionSpec, linker: LinkerId) -> Result<SecretString, StepError> {
-        self.secrets
+    /// The configuration entries of `spec`, with the real password (for writing into the
+    /// source or comparing with what it holds; never for showing).
+    fn configuration(
+        &self,
+        spec: &ConnectionSpec,
+        linker: LinkerId,
+        target: &TargetFacts,
+    ) -> Result<Vec<configuration::Entry>, StepError> {
+        let password: SecretString = self
+            .secrets
             .open_str(&spec.secret, linker.as_uuid().as_bytes())
             .map_err(|_| {
                 StepError::permanent(
                     "SecretUnavailable",
                     "the linker's secret could not be decrypted with the configured key",
                 )
-            })
+            })?;
+        spec.configuration_request()
+            .render(
+                &spec.endpoint(target),
+                Password::Reveal(password.expose_secret()),
+            )
+            .map_err(|e| StepError::permanent(e.code().to_string(), e.detail().message))
     }
 }
 

@@ -10,11 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tether_adapters::{Call, FirewallRule, SettingsChange, SourceFacts, TargetFacts};
-use tether_model::configuration::{Endpoint, Password};
 use tether_model::ids::ResourceId;
 use tether_model::linker::Sealed;
 use tether_saga::{Step, StepCx, StepError, StepKey};
@@ -288,18 +286,8 @@ impl Step<LinkerCtx> for Configuration {
         let ctx = cx.ctx();
         let mut change = SettingsChange::default();
         if let (Some(spec), Some(target)) = (&p.after, &resolved.target) {
-            let request = spec.configuration_request();
-            if !request.opted_out() {
-                let password = ctx.password(spec, p.linker_id)?;
-                let endpoint = Endpoint {
-                    host: target.host.clone(),
-                    port: target.port,
-                    database: target.database.clone(),
-                    user: spec.user.clone(),
-                };
-                let entries = request
-                    .render(&endpoint, Password::Reveal(password.expose_secret()))
-                    .map_err(|e| StepError::permanent(e.code().to_string(), e.detail().message))?;
+            if !spec.configuration_request().opted_out() {
+                let entries = ctx.configuration(spec, p.linker_id, target)?;
                 change
                     .set
                     .extend(entries.into_iter().map(|e| (e.name, e.value)));

@@ -3,11 +3,9 @@
 //! reports each check as ARM's `ValidateResult`. Read-only: nothing to undo.
 
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 use tether_adapters::{AdapterError, Call};
-use tether_model::configuration::{Endpoint, Password};
 use tether_saga::{Step, StepCx, StepError};
 
 use super::{LinkerCtx, ValidateParams, step_error};
@@ -124,16 +122,7 @@ impl Step<LinkerCtx> for Validate {
                 "configurationInfo.action is optOut: the application must be configured by other means.",
             )),
             (Some(_), Some(t)) => {
-                let password = ctx.password(spec, p.linker_id)?;
-                let endpoint = Endpoint {
-                    host: t.host.clone(),
-                    port: t.port,
-                    database: t.database.clone(),
-                    user: spec.user.clone(),
-                };
-                let expected = request
-                    .render(&endpoint, Password::Reveal(password.expose_secret()))
-                    .map_err(|e| StepError::permanent(e.code().to_string(), e.detail().message))?;
+                let expected = ctx.configuration(spec, p.linker_id, t)?;
                 match source.read_settings(&call, scope).await {
                     Ok(actual) => {
                         let missing: Vec<&str> = expected
