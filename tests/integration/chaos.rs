@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tether_model::ids::{LinkerName, LinkerRef, ResourceId};
-use tether_test_utils::{Api, Backend, Reply};
+use tether_test_utils::{Api, Backend, Reply, eventually};
 
 use crate::support::{
     API_APP_ID, PG_DATABASE_2_ID, PG_DATABASE_ID, PG_SERVER_ID, WEB_APP_ID, env, secret_linker,
@@ -73,59 +73,52 @@ fn workload(linkers: &[Linker]) -> Vec<(usize, Request)> {
 /// replica does not); a lost answer is retried elsewhere — a repeated PUT, PATCH or DELETE
 /// returns the operation it started, if it did.
 async fn send(apis: &RwLock<Vec<Api>>, first: usize, l: &Linker, request: &Request) -> Reply {
-    let path = Api::linker_path(&l.app, &l.name);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    for attempt in first.. {
-        let api = {
-            let apis = apis.read().unwrap();
-            apis[attempt % apis.len()].clone()
-        };
-        let reply = match request {
-            Request::Put(p) => {
-                api.try_call("PUT", &path, Some(&json!({ "properties": p })))
-                    .await
-            }
-            Request::Patch(p) => {
-                api.try_call("PATCH", &path, Some(&json!({ "properties": p })))
-                    .await
-            }
-            Request::Delete => api.try_call("DELETE", &path, None).await,
-        };
-        if let Some(reply) = reply {
-            return reply;
+    let path = &Api::linker_path(&l.app, &l.name);
+    let mut attempt = first;
+    eventually(Duration::from_secs(60), Duration::from_millis(50), || {
+        let api = next(apis, &mut attempt);
+        async move {
+            let reply = match request {
+                Request::Put(p) => {
+                    api.try_call("PUT", path, Some(&json!({ "properties": p })))
+                        .await
+                }
+                Request::Patch(p) => {
+                    api.try_call("PATCH", path, Some(&json!({ "properties": p })))
+                        .await
+                }
+                Request::Delete => api.try_call("DELETE", path, None).await,
+            };
+            reply.ok_or_else(|| "no replica answered".to_string())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no replica answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    unreachable!("the loop only ends by returning")
+    })
+    .await
 }
 
 /// Follows an operation to its end like an SDK poller does, asking whichever replica is alive
 /// (the one that accepted it may have been killed). Returns the final status.
 async fn finish(apis: &RwLock<Vec<Api>>, first: usize, url: &str) -> String {
     let path = &url[url.find("/subscriptions/").expect("a status URL")..];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    for attempt in first.. {
-        let api = {
-            let apis = apis.read().unwrap();
-            apis[attempt % apis.len()].clone()
-        };
-        let status = api.try_get(path).await;
-        if let Some(state) = status.as_ref().and_then(|s| s.body["status"].as_str()) {
-            if state != "InProgress" {
-                return state.to_string();
+    let mut attempt = first;
+    eventually(Duration::from_secs(120), Duration::from_millis(100), || {
+        let api = next(apis, &mut attempt);
+        async move {
+            let status = api.try_get(path).await;
+            match status.as_ref().and_then(|s| s.body["status"].as_str()) {
+                Some(state) if state != "InProgress" => Ok(state.to_string()),
+                _ => Err(format!("operation {path} never ended")),
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "operation {path} never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    unreachable!("the loop only ends by returning")
+    })
+    .await
+}
+
+/// The replica whose turn it is (a killed one is replaced in place), moving the turn on.
+fn next(apis: &RwLock<Vec<Api>>, attempt: &mut usize) -> Api {
+    let apis = apis.read().unwrap();
+    let api = apis[*attempt % apis.len()].clone();
+    *attempt += 1;
+    api
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,22 +215,18 @@ async fn three_replicas_share_the_work_through_a_crash() {
     let api = replicas[0].api.clone();
 
     // Quiescence: no saga left running, unwinding or stuck.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let unfinished = api.send(api.raw("GET", "/admin/sagas")).await;
-        if unfinished.body["value"]
-            .as_array()
-            .is_some_and(Vec::is_empty)
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sagas never finished: {}",
-            unfinished.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        async || {
+            let unfinished = api.send(api.raw("GET", "/admin/sagas")).await;
+            match unfinished.body["value"].as_array() {
+                Some(sagas) if sagas.is_empty() => Ok(()),
+                _ => Err(format!("sagas never finished: {}", unfinished.text)),
+            }
+        },
+    )
+    .await;
     // Every accepted operation is terminal (asked through a live replica).
     let accepted = accepted.lock().unwrap().clone();
     assert!(

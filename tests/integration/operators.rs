@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tether_test_utils::{Backend, ReplicaOptions};
+use tether_test_utils::{Backend, ReplicaOptions, eventually};
 
 use crate::support::{PG_DATABASE_ID, WEB_APP_ID, env, secret_linker};
 
@@ -35,19 +35,19 @@ async fn a_rollback_that_keeps_failing_is_visible_and_retried() {
     let url = accepted.header("azure-asyncoperation").unwrap().to_string();
 
     // The operation stays InProgress, and its status says why.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let status = api.call_url("GET", &url, None).await;
-        if status.body["error"]["code"] == "RollbackStuck" {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reported stuck: {}",
-            status.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            let status = api.call_url("GET", &url, None).await;
+            if status.body["error"]["code"] == "RollbackStuck" {
+                Ok(status)
+            } else {
+                Err(format!("never reported stuck: {}", status.text))
+            }
+        },
+    )
+    .await;
     assert_eq!(status.body["status"], "InProgress");
     let details = &status.body["error"]["details"];
     assert_eq!(
@@ -113,14 +113,15 @@ async fn finished_operations_are_removed_after_the_retention_period() {
         .await;
     let url = accepted.header("azure-asyncoperation").unwrap().to_string();
     assert_eq!(api.wait(&accepted).await["status"], "Succeeded");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while api.call_url("GET", &url, None).await.status != 404 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operation was never removed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || match api.call_url("GET", &url, None).await.status {
+            404 => Ok(()),
+            _ => Err("the operation was never removed".into()),
+        },
+    )
+    .await;
     let finished = api
         .send(api.raw("GET", "/admin/sagas?state=succeeded"))
         .await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tether_test_utils::{Backend, Replica, TestEnv};
+use tether_test_utils::{Backend, Replica, TestEnv, eventually};
 
 use crate::support::{
     PG_DATABASE_ID, PG_SERVER_ID, WEB_APP_ID, env, on_both_backends, secret_linker,
@@ -97,12 +97,18 @@ async fn wait_for_calls(
     path: impl Fn(&str) -> bool + Copy,
     at_least: usize,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while count_calls(env, method, path).await < at_least {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the saga never reached the expected {method} calls"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        async || {
+            if count_calls(env, method, path).await < at_least {
+                Err(format!(
+                    "the saga never reached the expected {method} calls"
+                ))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 }

@@ -90,7 +90,7 @@ fn check_exchanges(exchanges: &[Value], api_version: &str, password: &str) {
     let leaks = [
         password.to_string(),
         password.replace('\\', "\\\\").replace('\'', "\\'"),
-        percent_encode(password),
+        tether_model::configuration::percent_encode(password),
         serde_json::to_string(password)
             .unwrap()
             .trim_matches('"')
@@ -147,19 +147,6 @@ fn check_exchanges(exchanges: &[Value], api_version: &str, password: &str) {
         methods.is_superset(&expected),
         "the SDK used only {methods:?}"
     );
-}
-
-/// Percent-encodes every byte but RFC 3986's unreserved characters (the JDBC URL's encoding).
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The python of a virtualenv holding `azure-mgmt-servicelinker=={sdk}`, cached under the

@@ -11,87 +11,34 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_adapters::arm::{ArmClient, ArmConfig};
 use tether_adapters::{Adapters, Call, ErrorKind, FirewallRule, SettingsChange};
-use tether_mock_azure::{Config, MockAzure, demo};
+use tether_mock_azure::demo;
 use tether_model::catalog::{POSTGRES_FLEXIBLE, WEB_APP};
 use tether_model::ids::ResourceId;
+use tether_test_utils::Mock;
 
-struct Mock {
-    url: String,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+/// The demo-seeded mock. Its extra accepted token goes unused here: the adapters must get
+/// their tokens from its token endpoint.
+async fn start() -> Mock {
+    Mock::start("unused-by-adapters").await
 }
 
-impl Mock {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mock = MockAzure::new(Config::demo());
-        tokio::spawn(mock.serve(listener, async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            url,
-            http: reqwest::Client::new(),
-            _stop: stop,
-        }
+fn arm_config(mock: &Mock) -> ArmConfig {
+    ArmConfig {
+        endpoint: mock.url.parse().unwrap(),
+        authority: mock.url.parse().unwrap(),
+        tenant_id: demo::TENANT_ID.into(),
+        client_id: demo::CLIENT_ID.into(),
+        client_secret: demo::CLIENT_SECRET.to_string().into(),
+        max_retries: 3,
+        max_retry_after: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        lro_timeout: Duration::from_secs(10),
+        user_agent: "tether-test".into(),
     }
+}
 
-    fn config(&self) -> ArmConfig {
-        ArmConfig {
-            endpoint: self.url.parse().unwrap(),
-            authority: self.url.parse().unwrap(),
-            tenant_id: demo::TENANT_ID.into(),
-            client_id: demo::CLIENT_ID.into(),
-            client_secret: demo::CLIENT_SECRET.to_string().into(),
-            max_retries: 3,
-            max_retry_after: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            lro_timeout: Duration::from_secs(10),
-            user_agent: "tether-test".into(),
-        }
-    }
-
-    fn adapters(&self) -> Adapters {
-        tether_adapters::azure::adapters(ArmClient::new(self.config()).unwrap())
-    }
-
-    async fn fault(&self, rule: Value) {
-        let r = self
-            .http
-            .post(format!("{}/admin/faults", self.url))
-            .json(&rule)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    }
-
-    async fn calls(&self) -> Vec<Value> {
-        let body: Value = self
-            .http
-            .get(format!("{}/admin/calls", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["calls"].as_array().unwrap().clone()
-    }
-
-    async fn resource(&self, id: &str) -> Option<Value> {
-        let body: Value = self
-            .http
-            .get(format!("{}/admin/state", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["resources"].get(id.to_ascii_lowercase()).cloned()
-    }
+fn adapters(mock: &Mock) -> Adapters {
+    tether_adapters::azure::adapters(ArmClient::new(arm_config(mock)).unwrap())
 }
 
 fn id(s: &str) -> ResourceId {
@@ -104,8 +51,8 @@ fn call() -> Call {
 
 #[tokio::test]
 async fn web_app_facts_and_settings() {
-    let mock = Mock::start().await;
-    let source = mock.adapters().source(&WEB_APP).unwrap();
+    let mock = start().await;
+    let source = adapters(&mock).source(&WEB_APP).unwrap();
     let app = id(demo::WEB_APP_ID);
     let facts = source.facts(&call(), &app).await.unwrap();
     assert_eq!(
@@ -173,8 +120,8 @@ async fn web_app_facts_and_settings() {
 
 #[tokio::test]
 async fn missing_resources_are_not_found() {
-    let mock = Mock::start().await;
-    let adapters = mock.adapters();
+    let mock = start().await;
+    let adapters = adapters(&mock);
     let ghost_app = demo::WEB_APP_ID.replace("demo-web", "ghost");
     let err = adapters
         .source(&WEB_APP)
@@ -195,8 +142,8 @@ async fn missing_resources_are_not_found() {
 
 #[tokio::test]
 async fn postgres_facts_and_firewall_rules_through_long_running_operations() {
-    let mock = Mock::start().await;
-    let target = mock.adapters().target(&POSTGRES_FLEXIBLE).unwrap();
+    let mock = start().await;
+    let target = adapters(&mock).target(&POSTGRES_FLEXIBLE).unwrap();
     let db = id(demo::PG_DATABASE_ID);
     let facts = target.facts(&call(), &db).await.unwrap();
     assert_eq!(
@@ -257,8 +204,8 @@ async fn postgres_facts_and_firewall_rules_through_long_running_operations() {
 
 #[tokio::test]
 async fn transient_failures_are_retried_and_permanent_ones_are_not() {
-    let mock = Mock::start().await;
-    let source = mock.adapters().source(&WEB_APP).unwrap();
+    let mock = start().await;
+    let source = adapters(&mock).source(&WEB_APP).unwrap();
     let app = id(demo::WEB_APP_ID);
     mock.fault(json!({"method": "GET", "path": "**/sites/demo-web", "count": 2, "action": {"fail": {"status": 503}}}))
         .await;
@@ -287,8 +234,8 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
 
 #[tokio::test]
 async fn throttling_honours_retry_after() {
-    let mock = Mock::start().await;
-    let source = mock.adapters().source(&WEB_APP).unwrap();
+    let mock = start().await;
+    let source = adapters(&mock).source(&WEB_APP).unwrap();
     mock.fault(json!({"method": "GET", "path": "**/sites/*", "count": 1, "action": {"throttle": {"retryAfter": 1}}}))
         .await;
     let started = std::time::Instant::now();
@@ -310,8 +257,8 @@ async fn throttling_honours_retry_after() {
 
 #[tokio::test]
 async fn tokens_are_cached_and_refreshed_after_a_401() {
-    let mock = Mock::start().await;
-    let source = mock.adapters().source(&WEB_APP).unwrap();
+    let mock = start().await;
+    let source = adapters(&mock).source(&WEB_APP).unwrap();
     let app = id(demo::WEB_APP_ID);
     source.facts(&call(), &app).await.unwrap();
     source.facts(&call(), &app).await.unwrap();
@@ -322,13 +269,7 @@ async fn tokens_are_cached_and_refreshed_after_a_401() {
             .count()
     };
     assert_eq!(token_calls(&mock.calls().await), 1, "the token is cached");
-    let r = mock
-        .http
-        .delete(format!("{}/admin/tokens", mock.url))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    mock.revoke_tokens().await;
     source.facts(&call(), &app).await.unwrap();
     assert_eq!(
         token_calls(&mock.calls().await),
@@ -339,8 +280,8 @@ async fn tokens_are_cached_and_refreshed_after_a_401() {
 
 #[tokio::test]
 async fn bad_credentials_are_a_permanent_error() {
-    let mock = Mock::start().await;
-    let mut config = mock.config();
+    let mock = start().await;
+    let mut config = arm_config(&mock);
     config.client_secret = "wrong".to_string().into();
     let adapters = tether_adapters::azure::adapters(ArmClient::new(config).unwrap());
     let err = adapters

@@ -43,7 +43,7 @@ pub struct ApiConfig {
     /// The identity recorded in `systemData` for callers of that token.
     pub principal: String,
     /// Renders the process's metrics in the Prometheus text format (`GET /metrics`).
-    pub metrics: Option<MetricsRender>,
+    pub metrics: MetricsRender,
 }
 
 /// Renders metrics in the Prometheus text format.
@@ -128,14 +128,6 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Response {
 
 /// Prometheus metrics: this process's counters plus the saga gauges read from the database.
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let Some(render) = state.config.metrics.clone() else {
-        return ApiError(Error::new(
-            ErrorKind::NotFound,
-            "NotFound",
-            "metrics are not enabled",
-        ))
-        .into_response();
-    };
     if let Err(e) = state.app.refresh_gauges().await {
         return ApiError(e).into_response();
     }
@@ -144,7 +136,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(),
+        (state.config.metrics)(),
     )
         .into_response()
 }

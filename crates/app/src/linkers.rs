@@ -13,7 +13,7 @@ use tether_model::catalog;
 use tether_model::configuration::{self, KeyNaming, Password};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::{AuthInfo, Linker, LinkerProperties, Sealed, SystemData};
-use tether_model::operation::{Operation, OperationKind, OperationState, ProvisioningState};
+use tether_model::operation::{Operation, OperationKind, ProvisioningState};
 use tether_model::{Error, ErrorKind};
 use tether_store::{LinkerChange, OperationBegin};
 
@@ -150,7 +150,7 @@ impl App {
                 expected_generation: existing.generation,
             },
         };
-        let operation = new_operation(OperationKind::Delete, &existing);
+        let operation = Operation::start(OperationKind::Delete, &existing);
         let id = operation.id;
         let params = LinkerParams {
             linker_id: existing.id,
@@ -201,7 +201,7 @@ impl App {
     pub async fn linker_validate(&self, at: &LinkerRef) -> Result<OperationId, Error> {
         let linker = self.linker_get(at).await?;
         let spec = self.spec_of(&linker)?;
-        let operation = new_operation(OperationKind::Validate, &linker);
+        let operation = Operation::start(OperationKind::Validate, &linker);
         let id = operation.id;
         let params = ValidateParams {
             linker_id: linker.id,
@@ -305,7 +305,7 @@ impl App {
             next_operation: None,
             previous: None,
         };
-        let operation = new_operation(kind, &linker);
+        let operation = Operation::start(kind, &linker);
         linker.operation = Some(operation.id);
         let params = LinkerParams {
             linker_id,
@@ -449,22 +449,6 @@ fn source_chain(operation: &Operation) -> String {
         .rsplit_once("/providers/Microsoft.ServiceLinker/")
         .expect("a linker id contains the provider");
     scope.to_ascii_lowercase()
-}
-
-fn new_operation(kind: OperationKind, linker: &Linker) -> Operation {
-    Operation {
-        id: OperationId::new(),
-        kind,
-        linker_id: linker.id,
-        subscription: linker.at.scope.subscription().to_ascii_lowercase(),
-        resource_id: linker.at.resource_id(),
-        status: OperationState::InProgress,
-        start_time: Utc::now(),
-        end_time: None,
-        error: None,
-        stuck: None,
-        result: None,
-    }
 }
 
 fn not_found(at: &LinkerRef) -> Error {

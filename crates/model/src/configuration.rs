@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::Error;
 use crate::catalog::TargetSpec;
 use crate::linker::{ActionType, AuthType, ClientType, ConfigurationInfo};
@@ -346,16 +348,16 @@ fn escape(value: &str, syntax: Syntax) -> String {
     }
 }
 
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// RFC 3986's unreserved characters stay; every other byte is percent-encoded.
+const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Encodes a value for a URL query component, as JDBC URLs carry user names and passwords.
+pub fn percent_encode(value: &str) -> String {
+    utf8_percent_encode(value, URL_COMPONENT).to_string()
 }
 
 fn append_properties(value: &mut String, syntax: Syntax, props: &BTreeMap<String, String>) {

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::error::ErrorDetail;
 use crate::ids::{LinkerId, OperationId};
+use crate::linker::Linker;
 
 /// What an operation does. Persisted: never rename a variant's wire name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +112,25 @@ pub struct Operation {
     pub result: Option<Value>,
 }
 
+impl Operation {
+    /// A new operation of `kind` on `linker`, in progress from now.
+    pub fn start(kind: OperationKind, linker: &Linker) -> Self {
+        Operation {
+            id: OperationId::new(),
+            kind,
+            linker_id: linker.id,
+            subscription: linker.at.scope.subscription().to_ascii_lowercase(),
+            resource_id: linker.at.resource_id(),
+            status: OperationState::InProgress,
+            start_time: Utc::now(),
+            end_time: None,
+            error: None,
+            stuck: None,
+            result: None,
+        }
+    }
+}
+
 /// The `provisioningState` of a linker. Persisted: never rename.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProvisioningState {
@@ -147,13 +167,5 @@ impl ProvisioningState {
         [Accepted, Updating, Deleting, Succeeded, Failed, Canceled]
             .into_iter()
             .find(|s| s.as_str() == value)
-    }
-
-    /// True when an operation is running on the linker.
-    pub fn is_busy(self) -> bool {
-        matches!(
-            self,
-            ProvisioningState::Accepted | ProvisioningState::Updating | ProvisioningState::Deleting
-        )
     }
 }

@@ -184,11 +184,6 @@ impl<C: Send + Sync + 'static> Executor<C> {
         &self.inner.me
     }
 
-    /// The executor's settings.
-    pub fn config(&self) -> &ExecutorConfig {
-        &self.inner.config
-    }
-
     /// A new saga of definition `name` in `chain`, owned by this replica, for the caller to
     /// store in its own transaction and then [`Executor::start`] — unless the store queued it
     /// behind another saga of its chain: an adoption pass starts it when its turn comes.
@@ -342,7 +337,7 @@ impl<C: Send + Sync + 'static> Inner<C> {
 
     async fn drive(&self, id: SagaId, lease: &Lease, clock: &LeaseClock) -> Result<(), Stop> {
         let (record, events) = self.with_store(clock, || self.store.saga_load(id)).await?;
-        if record.lease.as_ref() != Some(lease) {
+        if &record.lease != lease {
             return Err(Stop::LeaseLost);
         }
         if record.state.is_terminal() {

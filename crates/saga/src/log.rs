@@ -82,7 +82,10 @@ mod tests {
             name: "t".into(),
             params: json!({}),
             state,
-            lease: None,
+            lease: crate::Lease {
+                owner: tether_model::ids::InstanceId::from_stored("test".into()),
+                generation: 1,
+            },
             cancel_requested: false,
             error: None,
         }

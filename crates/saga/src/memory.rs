@@ -51,10 +51,10 @@ impl MemoryStore {
             name: saga.name,
             params: saga.params,
             state: SagaState::Running,
-            lease: Some(Lease {
+            lease: Lease {
                 owner: saga.owner,
                 generation: 1,
-            }),
+            },
             cancel_requested: false,
             error: None,
         };
@@ -104,7 +104,7 @@ impl MemoryStore {
     ) -> Result<T, SagaStoreError> {
         let mut sagas = self.sagas.lock().expect("lock poisoned");
         let entry = sagas.get_mut(&id).ok_or(SagaStoreError::NotFound)?;
-        if entry.record.lease.as_ref() != Some(lease) || entry.record.state.is_terminal() {
+        if &entry.record.lease != lease || entry.record.state.is_terminal() {
             return Err(SagaStoreError::Fenced);
         }
         Ok(f(entry))
@@ -178,7 +178,7 @@ impl SagaStore for MemoryStore {
         let mut held = Vec::new();
         for id in ids {
             if let Some(e) = sagas.get_mut(id) {
-                let mine = e.record.lease.as_ref().is_some_and(|l| &l.owner == owner);
+                let mine = &e.record.lease.owner == owner;
                 if mine && !e.record.state.is_terminal() {
                     e.lease_expires = Instant::now() + ttl;
                     held.push(*id);
@@ -213,7 +213,7 @@ impl SagaStore for MemoryStore {
             if e.record.state.is_terminal() || e.lease_expires > now || blocked.contains(id) {
                 continue;
             }
-            let generation = e.record.lease.as_ref().map_or(0, |l| l.generation) + 1;
+            let generation = e.record.lease.generation + 1;
             let lease = Lease {
                 owner: owner.clone(),
                 generation,
@@ -221,7 +221,7 @@ impl SagaStore for MemoryStore {
             if e.record.state == SagaState::Stuck {
                 e.record.state = SagaState::Unwinding;
             }
-            e.record.lease = Some(lease.clone());
+            e.record.lease = lease.clone();
             e.lease_expires = now + ttl;
             adopted.push((*id, lease));
         }
@@ -232,7 +232,7 @@ impl SagaStore for MemoryStore {
         let mut sagas = self.sagas.lock().expect("lock poisoned");
         let now = Instant::now();
         for e in sagas.values_mut() {
-            if e.record.lease.as_ref().is_some_and(|l| &l.owner == owner) {
+            if &e.record.lease.owner == owner {
                 e.lease_expires = now;
             }
         }

@@ -82,7 +82,7 @@ pub struct SagaRecord {
     /// Its state.
     pub state: SagaState,
     /// Its owner and generation (kept after the end, for the record).
-    pub lease: Option<Lease>,
+    pub lease: Lease,
     /// Whether cancellation was requested.
     pub cancel_requested: bool,
     /// The error that made it unwind (or get stuck).

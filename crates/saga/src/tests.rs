@@ -370,7 +370,7 @@ async fn a_dead_owner_s_saga_is_adopted_and_finished_by_another_replica() {
     let (record, _) = crate::SagaStore::saga_load(store.as_ref(), id)
         .await
         .unwrap();
-    assert_eq!(record.lease.unwrap().generation, 2);
+    assert_eq!(record.lease.generation, 2);
     stop.cancel();
 }
 

@@ -51,7 +51,7 @@ impl Application {
             retry_after: config.server.retry_after_secs,
             token: config.auth.token.clone(),
             principal: config.auth.principal.clone(),
-            metrics: Some(metrics_render()),
+            metrics: metrics_render(),
         };
         let router = tether_api::router(app.clone(), api);
         let listener = TcpListener::bind(config.server.listen)

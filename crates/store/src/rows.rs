@@ -271,10 +271,10 @@ impl TryFrom<SagaRow> for tether_saga::SagaRecord {
             params: row.params.0,
             state: tether_saga::SagaState::parse(&row.state)
                 .ok_or_else(|| corrupt("saga.state", &row.state))?,
-            lease: Some(tether_saga::Lease {
+            lease: tether_saga::Lease {
                 owner: tether_model::ids::InstanceId::from_stored(row.owner),
                 generation: row.generation,
-            }),
+            },
             cancel_requested: row.cancel_requested,
             error: row
                 .error
@@ -372,6 +372,11 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Value {
 
 pub(crate) fn from_json<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, StoreError> {
     serde_json::from_value(value).map_err(|e| corrupt(what, e))
+}
+
+/// A store failure as the saga engine sees it.
+pub(crate) fn backend(e: impl Into<StoreError>) -> tether_saga::SagaStoreError {
+    tether_saga::SagaStoreError::Backend(Box::new(e.into()))
 }
 
 pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {

@@ -132,29 +132,13 @@ fn keys(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
 
-fn operation(kind: OperationKind, l: &Linker) -> Operation {
-    Operation {
-        id: OperationId::new(),
-        kind,
-        linker_id: l.id,
-        subscription: l.at.scope.subscription().to_ascii_lowercase(),
-        resource_id: l.at.resource_id(),
-        status: OperationState::InProgress,
-        start_time: Utc::now(),
-        end_time: None,
-        error: None,
-        stuck: None,
-        result: None,
-    }
-}
-
 /// Starts a create of `l` and returns the operation, the saga id and its lease.
 async fn begin_create(
     store: &dyn Store,
     mut l: Linker,
     owner: &InstanceId,
 ) -> (Operation, tether_model::ids::SagaId, Lease) {
-    let op = operation(OperationKind::Create, &l);
+    let op = Operation::start(OperationKind::Create, &l);
     l.operation = Some(op.id);
     let saga = new_saga(owner, Duration::from_secs(30));
     let id = saga.id;
@@ -174,6 +158,18 @@ async fn begin_create(
         generation: 1,
     };
     (op, id, lease)
+}
+
+/// Creates `l` and finishes its create: the linker as stored, idle, and the lease (owner,
+/// generation 1) every new saga of `owner` starts with.
+async fn created(store: &dyn Store, l: Linker, owner: &InstanceId) -> (Linker, Lease) {
+    let at = l.at.clone();
+    let (_, id, lease) = begin_create(store, l, owner).await;
+    store
+        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .await
+        .unwrap();
+    (store.linker_get(&at).await.unwrap().unwrap(), lease)
 }
 
 async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
@@ -252,7 +248,7 @@ async fn a_second_create_of_the_same_name_conflicts(store: Arc<dyn Store>) {
     let l = linker(SCOPE, "DB");
     let err = store
         .operation_begin(&OperationBegin {
-            operation: operation(OperationKind::Create, &l),
+            operation: Operation::start(OperationKind::Create, &l),
             change: LinkerChange::Create {
                 linker: l,
                 keys: Vec::new(),
@@ -276,7 +272,7 @@ async fn updates_are_conditional_on_generation_and_idleness(store: Arc<dyn Store
         let mut next = current.clone();
         next.generation += 1;
         next.provisioning_state = ProvisioningState::Updating;
-        let op = operation(OperationKind::Update, &next);
+        let op = Operation::start(OperationKind::Update, &next);
         next.operation = Some(op.id);
         OperationBegin {
             change: LinkerChange::Update {
@@ -433,19 +429,14 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
     let owner = me();
     let original = linker(SCOPE, "db");
     let at = original.at.clone();
-    let (_, id, lease) = begin_create(store.as_ref(), original.clone(), &owner).await;
-    store
-        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
-        .await
-        .unwrap();
-    let current = store.linker_get(&at).await.unwrap().unwrap();
+    let (current, lease) = created(store.as_ref(), original.clone(), &owner).await;
 
     let mut next = current.clone();
     next.properties.client_type = Some(tether_model::linker::ClientType::Java);
     next.secret = Some(Sealed(vec![9, 9]));
     next.generation += 1;
     next.provisioning_state = ProvisioningState::Updating;
-    let op = operation(OperationKind::Update, &next);
+    let op = Operation::start(OperationKind::Update, &next);
     next.operation = Some(op.id);
     let saga = new_saga(&owner, Duration::from_secs(30));
     let (update_id, op_id) = (saga.id, op.id);
@@ -496,13 +487,8 @@ async fn a_successful_delete_removes_the_linker(store: Arc<dyn Store>) {
     let owner = me();
     let l = linker(SCOPE, "db");
     let at = l.at.clone();
-    let (_, id, lease) = begin_create(store.as_ref(), l, &owner).await;
-    store
-        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
-        .await
-        .unwrap();
-    let current = store.linker_get(&at).await.unwrap().unwrap();
-    let op = operation(OperationKind::Delete, &current);
+    let (current, lease) = created(store.as_ref(), l, &owner).await;
+    let op = Operation::start(OperationKind::Delete, &current);
     let saga = new_saga(&owner, Duration::from_secs(30));
     let (delete_id, op_id) = (saga.id, op.id);
     store
@@ -540,13 +526,8 @@ async fn validation_results_are_kept_on_the_operation(store: Arc<dyn Store>) {
     let owner = me();
     let l = linker(SCOPE, "db");
     let at = l.at.clone();
-    let (_, id, lease) = begin_create(store.as_ref(), l, &owner).await;
-    store
-        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
-        .await
-        .unwrap();
-    let current = store.linker_get(&at).await.unwrap().unwrap();
-    let op = operation(OperationKind::Validate, &current);
+    let (current, lease) = created(store.as_ref(), l, &owner).await;
+    let op = Operation::start(OperationKind::Validate, &current);
     let saga = new_saga(&owner, Duration::from_secs(30));
     let (validate_id, op_id) = (saga.id, op.id);
     store
@@ -632,10 +613,10 @@ async fn expired_leases_are_adopted_with_a_new_generation(store: Arc<dyn Store>)
     let (record, _) = store.saga_load(id).await.unwrap();
     assert_eq!(
         record.lease,
-        Some(Lease {
+        Lease {
             owner: other,
             generation: 2
-        })
+        }
     );
 }
 
@@ -723,7 +704,7 @@ async fn begin_chained_create(
     keys: Vec<String>,
 ) -> Result<(Operation, tether_model::ids::SagaId, tether_store::Begun), StoreError> {
     let mut l = linker(scope, name);
-    let op = operation(OperationKind::Create, &l);
+    let op = Operation::start(OperationKind::Create, &l);
     l.operation = Some(op.id);
     let saga = chained(&me(), chain);
     let id = saga.id;
@@ -768,7 +749,7 @@ async fn sagas_of_one_chain_queue_behind_each_other(store: Arc<dyn Store>) {
     let (record, _) = s.saga_load(first).await.unwrap();
     s.saga_finish(
         first,
-        &record.lease.unwrap(),
+        &record.lease,
         &[],
         &SagaOutcome::Succeeded(json!(null)),
     )
@@ -809,7 +790,7 @@ async fn a_delete_cancels_a_running_create_and_runs_after_it(store: Arc<dyn Stor
     };
     let current = s.linker_get(&at).await.unwrap().unwrap();
     let delete = |current: &Linker| {
-        let op = operation(OperationKind::Delete, current);
+        let op = Operation::start(OperationKind::Delete, current);
         OperationBegin {
             change: LinkerChange::CancelAndDelete {
                 id: current.id,
@@ -832,7 +813,7 @@ async fn a_delete_cancels_a_running_create_and_runs_after_it(store: Arc<dyn Stor
 
     // The create learns about the cancellation at its next log write.
     let (record, _) = s.saga_load(create_saga).await.unwrap();
-    let lease = record.lease.unwrap();
+    let lease = record.lease;
     let ack = s
         .saga_record(create_saga, &lease, Duration::from_secs(30), &[], None)
         .await
@@ -880,7 +861,7 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
     let (record, _) = s.saga_load(a_saga).await.unwrap();
     s.saga_finish(
         a_saga,
-        &record.lease.unwrap(),
+        &record.lease,
         &[],
         &SagaOutcome::Succeeded(json!(null)),
     )
@@ -920,7 +901,7 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
     let current = s.linker_get(&at("a")).await.unwrap().unwrap();
     let mut next = current.clone();
     next.generation += 1;
-    let op = operation(OperationKind::Update, &next);
+    let op = Operation::start(OperationKind::Update, &next);
     next.operation = Some(op.id);
     let saga = new_saga(&me(), Duration::from_secs(30));
     let update_saga = saga.id;
@@ -946,7 +927,7 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
     let (record, _) = s.saga_load(update_saga).await.unwrap();
     s.saga_finish(
         update_saga,
-        &record.lease.unwrap(),
+        &record.lease,
         &[],
         &SagaOutcome::Failed(StepError::permanent("X", "y")),
     )

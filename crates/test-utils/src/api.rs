@@ -98,11 +98,6 @@ impl Api {
         &self.base
     }
 
-    /// The api-version in use.
-    pub fn api_version(&self) -> &str {
-        &self.version
-    }
-
     /// Remembers a secret; any later response containing it fails the test.
     pub fn forbid(&self, secret: &str) {
         self.secrets.lock().expect("lock").push(secret.to_string());
@@ -155,25 +150,22 @@ impl Api {
     /// Polls a linker until no operation runs on it and returns its body, or `None` once it is
     /// gone (404).
     pub async fn settled(&self, scope: &str, name: &str, timeout: Duration) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        crate::eventually(timeout, Duration::from_millis(100), async || {
             let reply = self.get_linker(scope, name).await;
             if reply.status == 404 {
-                return None;
+                return Ok(None);
             }
             assert_eq!(reply.status, 200, "{}", reply.text);
             let state = reply.body["properties"]["provisioningState"]
                 .as_str()
                 .unwrap_or_default();
             if matches!(state, "Succeeded" | "Failed" | "Canceled") {
-                return Some(reply.body);
+                Ok(Some(reply.body))
+            } else {
+                Err(format!("linker {name} still {state}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "linker {name} still {state} after {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Sends a request built by the test (for malformed requests), with only the leak and
@@ -350,26 +342,22 @@ impl Api {
 
     /// Polls a status URL until a terminal status or `timeout`.
     pub async fn wait_url(&self, url: &str, timeout: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        crate::eventually(timeout, Duration::from_millis(100), async || {
             let reply = self.call_url("GET", url, None).await;
             assert_eq!(reply.status, 200, "{}", reply.text);
-            let status = reply.body["status"].as_str().unwrap_or_default();
-            match status {
-                "Succeeded" | "Failed" | "Canceled" => return reply.body,
-                "InProgress" => assert!(
-                    reply.header("retry-after").is_some(),
-                    "no Retry-After while in progress"
-                ),
+            match reply.body["status"].as_str().unwrap_or_default() {
+                "Succeeded" | "Failed" | "Canceled" => Ok(reply.body),
+                "InProgress" => {
+                    assert!(
+                        reply.header("retry-after").is_some(),
+                        "no Retry-After while in progress"
+                    );
+                    Err(format!("the operation did not finish: {}", reply.text))
+                }
                 other => panic!("unexpected operation status {other:?}"),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the operation did not finish in {timeout:?}: {}",
-                reply.text
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 

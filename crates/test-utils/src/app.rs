@@ -74,11 +74,6 @@ impl TestEnv {
         }
     }
 
-    /// The database URL.
-    pub fn database_url(&self) -> &str {
-        &self.db.url
-    }
-
     /// The store backend's name.
     pub fn backend(&self) -> &'static str {
         self.db.backend()
@@ -286,11 +281,6 @@ impl Replica {
         self.api = self.api.rebased(&url);
         self.url = url;
         self.child = child;
-    }
-
-    /// The tail of the replica's log.
-    pub fn log_tail(&self) -> String {
-        tail(&self.log)
     }
 }
 

@@ -126,6 +126,11 @@ impl Mock {
         overlaps
     }
 
+    /// Revokes every token the mock issued, so clients must fetch new ones.
+    pub async fn revoke_tokens(&self) {
+        self.admin(reqwest::Method::DELETE, "tokens", None).await;
+    }
+
     /// Adds a fault rule (see docs/mock-azure.md).
     pub async fn fault(&self, rule: Value) {
         self.admin(reqwest::Method::POST, "faults", Some(rule))

@@ -38,11 +38,6 @@ impl PgStore {
             .map_err(|e| StoreError::Database(e.into()))?;
         Ok(Self { pool })
     }
-
-    /// Closes the pool.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[async_trait]

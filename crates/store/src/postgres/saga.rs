@@ -16,12 +16,8 @@ use uuid::Uuid;
 use crate::StoreError;
 use crate::rows::{
     Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow,
-    corrupt, step_error_json, to_json,
+    backend, corrupt, step_error_json, to_json,
 };
-
-fn backend(e: impl Into<StoreError>) -> SagaStoreError {
-    SagaStoreError::Backend(Box::new(e.into()))
-}
 
 fn events_json(events: &[SagaEvent]) -> Json<Value> {
     Json(to_json(&events))

@@ -54,12 +54,6 @@ impl SqliteStore {
             .await?;
         Ok(Self { writer, reader })
     }
-
-    /// Closes both pools.
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
-    }
 }
 
 /// Milliseconds since the epoch, the unit of `saga.lease_expires_ms`.

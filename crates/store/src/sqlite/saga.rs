@@ -17,12 +17,8 @@ use super::{ms, now_ms};
 use crate::StoreError;
 use crate::rows::{
     Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow,
-    corrupt, step_error_json,
+    backend, corrupt, step_error_json,
 };
-
-fn backend(e: impl Into<StoreError>) -> SagaStoreError {
-    SagaStoreError::Backend(Box::new(e.into()))
-}
 
 const UNFINISHED: &str = "state in ('running', 'unwinding', 'stuck')";
 
