@@ -10,6 +10,7 @@
 mod chaos;
 mod conventions;
 mod crash;
+mod hostile;
 mod lifecycle;
 mod operators;
 mod restart;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::Call;
-use crate::error::{AdapterError, ErrorKind};
+use crate::error::{AdapterError, ErrorKind, scrub};
 
 /// Where ARM and the token endpoint are, and who we are.
 #[derive(Clone)]
@@ -39,6 +39,8 @@ pub struct ArmConfig {
     pub request_timeout: Duration,
     /// How long to follow a long-running operation before giving up (as a transient error).
     pub lro_timeout: Duration,
+    /// The largest response body read; a larger one is a protocol error.
+    pub max_response_bytes: usize,
     /// Sent as `User-Agent` (names the replica).
     pub user_agent: String,
 }
@@ -53,6 +55,15 @@ impl std::fmt::Debug for ArmConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// The default of [`ArmConfig::max_response_bytes`].
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The longest `Retry-After` believed; a backend asking for more is taken to mean this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The bounds on a token's `expires_in` that are believed (seconds).
+const TOKEN_LIFETIME_SECS: std::ops::RangeInclusive<u64> = 60..=24 * 3600;
 
 /// An ARM client. Cheap to clone; clones share the token cache.
 #[derive(Clone)]
@@ -218,9 +229,9 @@ impl ArmClient {
                             operation: "long-running operation".into(),
                             status: None,
                             code: Some(text("code"))
-                                .filter(|c| !c.is_empty())
+                                .filter(|c| is_code(c))
                                 .unwrap_or_else(|| "OperationFailed".into()),
-                            message: text("message"),
+                            message: scrub(&text("message")),
                             retry_after: None,
                         });
                     }
@@ -291,8 +302,8 @@ impl ArmClient {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    match response.bytes().await {
-                        Err(e) => transport(&what, &e),
+                    match read_body(response, config.max_response_bytes, &what).await {
+                        Err(e) => e,
                         Ok(bytes) if status.is_success() => {
                             let body = if bytes.is_empty() {
                                 Value::Null
@@ -381,7 +392,15 @@ impl ArmClient {
             let error = match sent {
                 Err(e) => transport(what, &e),
                 Ok(response) if response.status().is_success() => {
-                    let body: Value = response.json().await.map_err(|e| transport(what, &e))?;
+                    let bytes = read_body(response, config.max_response_bytes, what).await?;
+                    let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                        AdapterError::new(
+                            ErrorKind::Protocol,
+                            what,
+                            "InvalidTokenResponse",
+                            "the token response is not JSON",
+                        )
+                    })?;
                     let token = body
                         .get("access_token")
                         .and_then(Value::as_str)
@@ -396,30 +415,37 @@ impl ArmClient {
                     let lifetime = body
                         .get("expires_in")
                         .and_then(Value::as_u64)
-                        .unwrap_or(300);
+                        .unwrap_or(300)
+                        .clamp(*TOKEN_LIFETIME_SECS.start(), *TOKEN_LIFETIME_SECS.end());
                     // Refresh a little early so a token never expires in flight.
                     let refresh_in = Duration::from_secs(
                         lifetime.saturating_sub(lifetime.min(300) / 5 + 1).max(1),
                     );
                     let value = SecretString::from(token.to_string());
+                    let now = Instant::now();
                     *cached = Some(Token {
                         value: value.clone(),
-                        refresh_at: Instant::now() + refresh_in,
+                        refresh_at: now.checked_add(refresh_in).unwrap_or(now),
                     });
                     return Ok(value);
                 }
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    let bytes = read_body(response, config.max_response_bytes, what)
+                        .await
+                        .unwrap_or_default();
+                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                     let code = body
                         .get("error")
                         .and_then(Value::as_str)
+                        .filter(|c| is_code(c))
                         .unwrap_or("TokenRequestFailed");
-                    let message = body
-                        .get("error_description")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let message = scrub(
+                        body.get("error_description")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    );
                     let kind = kind_of(status);
                     let kind = if kind == ErrorKind::BadRequest {
                         ErrorKind::Unauthorized
@@ -431,7 +457,7 @@ impl ArmClient {
                         operation: what.into(),
                         status: Some(status.as_u16()),
                         code: code.into(),
-                        message: message.into(),
+                        message,
                         retry_after: retry_after(&headers),
                     }
                 }
@@ -476,15 +502,48 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`].
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    let wait = if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        // Too many digits for a u64 is simply "very long".
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        wait.to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// Reads a response body, refusing one larger than `limit` bytes.
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, AdapterError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport(what, &e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(AdapterError::new(
+                ErrorKind::Protocol,
+                what,
+                "ResponseTooLarge",
+                "the backend's response is too large",
+            ));
+        }
+        body.extend_from_slice(&chunk);
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    Ok(body)
+}
+
+/// A backend error code worth passing on: a short identifier, not free text.
+fn is_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -518,29 +577,27 @@ fn http_error(what: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) 
         kind: kind_of(status),
         operation: what.to_string(),
         status: Some(status.as_u16()),
-        code: text("code").unwrap_or_else(|| {
+        code: text("code").filter(|c| is_code(c)).unwrap_or_else(|| {
             status
                 .canonical_reason()
                 .unwrap_or("Error")
                 .replace(' ', "")
         }),
-        message: text("message").unwrap_or_default(),
+        message: scrub(&text("message").unwrap_or_default()),
         retry_after: retry_after(headers),
     }
 }
 
+/// A failure without a response, in our words: the transport's own text (which names the
+/// backend's URL) goes to the logs only.
 fn transport(what: &str, e: &reqwest::Error) -> AdapterError {
-    let code = if e.is_timeout() {
-        "Timeout"
+    warn!(operation = %what, error = %tether_model::ErrorChain(e), "backend call failed without a response");
+    let (code, message) = if e.is_timeout() {
+        ("BackendTimeout", "the backend did not answer in time")
     } else {
-        "ConnectionFailed"
+        ("BackendUnreachable", "the backend could not be reached")
     };
-    AdapterError::new(
-        ErrorKind::Transport,
-        what,
-        code,
-        tether_model::ErrorChain(e).to_string(),
-    )
+    AdapterError::new(ErrorKind::Transport, what, code, message)
 }
 
 #[cfg(test)]
@@ -577,6 +634,10 @@ mod tests {
         );
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+        for absurd in ["18446744073709551615", "99999999999999999999999"] {
+            h.insert(RETRY_AFTER, absurd.parse().unwrap());
+            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        }
     }
 
     #[test]

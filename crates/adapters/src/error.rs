@@ -75,3 +75,49 @@ impl AdapterError {
         self.kind == ErrorKind::NotFound
     }
 }
+
+/// The longest backend message passed on to clients, in characters.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A backend's error message made fit to show a client: control characters dropped, URLs
+/// replaced by `<url>` (they can name internal endpoints), and cut to
+/// [`MAX_MESSAGE_CHARS`].
+pub fn scrub(message: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in message.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let lower = word.to_ascii_lowercase();
+        if lower.contains("http://") || lower.contains("https://") {
+            out.push_str("<url>");
+        } else {
+            out.extend(word.chars().filter(|c| !c.is_control()));
+        }
+        if out.chars().count() > MAX_MESSAGE_CHARS {
+            break;
+        }
+    }
+    if out.chars().count() > MAX_MESSAGE_CHARS {
+        out = out.chars().take(MAX_MESSAGE_CHARS).collect();
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing_removes_urls_and_control_characters_and_caps() {
+        assert_eq!(
+            scrub("error sending request for url (http://10.0.0.5:8081/subscriptions/x)\n"),
+            "error sending request for url <url>"
+        );
+        assert_eq!(scrub("Resource 'x' not found."), "Resource 'x' not found.");
+        let long = scrub(&"word ".repeat(500));
+        assert!(long.chars().count() <= MAX_MESSAGE_CHARS + 3, "{long}");
+        assert!(long.ends_with("..."));
+    }
+}

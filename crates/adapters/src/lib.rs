@@ -22,7 +22,7 @@ pub mod arm;
 pub mod azure;
 mod error;
 
-pub use error::{AdapterError, ErrorKind};
+pub use error::{AdapterError, ErrorKind, scrub};
 
 /// Who is calling, for the backend's logs: the correlation id of every request (the saga id,
 /// so all calls of one operation can be found together).

@@ -33,6 +33,7 @@ fn arm_config(mock: &Mock) -> ArmConfig {
         max_retry_after: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         lro_timeout: Duration::from_secs(10),
+        max_response_bytes: tether_adapters::arm::DEFAULT_MAX_RESPONSE_BYTES,
         user_agent: "tether-test".into(),
     }
 }
@@ -294,5 +295,128 @@ async fn bad_credentials_are_a_permanent_error() {
     assert!(
         !err.to_string().contains("wrong"),
         "the secret never appears in errors"
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_capped_not_obeyed() {
+    let mock = start().await;
+    let source = adapters(&mock).source(&WEB_APP).unwrap();
+    mock.fault(json!({"method": "GET", "path": "**/sites/*", "count": 1,
+        "action": {"throttle": {"retryAfter": u64::MAX}}}))
+        .await;
+    let started = std::time::Instant::now();
+    let err = source
+        .facts(&call(), &id(demo::WEB_APP_ID))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "no waiting");
+    assert_eq!(err.kind, ErrorKind::Throttled);
+    assert_eq!(err.retry_after, Some(Duration::from_secs(3600)));
+}
+
+#[tokio::test]
+async fn a_slow_backend_fails_in_our_words_without_its_url() {
+    let mock = start().await;
+    let mut config = arm_config(&mock);
+    config.request_timeout = Duration::from_millis(300);
+    config.max_retries = 0;
+    let adapters = tether_adapters::azure::adapters(ArmClient::new(config).unwrap());
+    // The token first, so only the ARM call is slow.
+    let source = adapters.source(&WEB_APP).unwrap();
+    source.facts(&call(), &id(demo::WEB_APP_ID)).await.unwrap();
+    mock.fault(json!({"method": "GET", "path": "**/sites/*", "count": 1,
+        "action": {"delay": {"ms": 2000}}}))
+        .await;
+    let err = source
+        .facts(&call(), &id(demo::WEB_APP_ID))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.code.as_str()),
+        (ErrorKind::Transport, "BackendTimeout")
+    );
+    let shown = err.to_string();
+    assert!(
+        !shown.contains("http://") && !shown.contains("127.0.0.1"),
+        "{shown}"
+    );
+}
+
+/// A backend that answers every request with `response` (raw HTTP/1.1), for shapes the mock
+/// does not produce.
+async fn raw_backend(response: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(&response).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn oversized_and_hostile_responses_are_refused_safely() {
+    let huge = {
+        let body = format!("{{\"access_token\":\"{}\"}}", "x".repeat(20 * 1024 * 1024));
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let url = raw_backend(huge.into_bytes()).await;
+    let mut config = arm_config(&start().await);
+    config.endpoint = url.parse().unwrap();
+    config.authority = url.parse().unwrap();
+    config.max_retries = 0;
+    let adapters = tether_adapters::azure::adapters(ArmClient::new(config.clone()).unwrap());
+    let err = adapters
+        .source(&WEB_APP)
+        .unwrap()
+        .facts(&call(), &id(demo::WEB_APP_ID))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "ResponseTooLarge", "{err}");
+
+    // An error body with a URL and control characters in its message, and an endless
+    // expires_in: the message is scrubbed, nothing overflows.
+    let hostile =
+        "{\"error\":{\"code\":\"Nope\",\"message\":\"see http://10.1.2.3/internal \\u0007now\"}}";
+    let url = raw_backend(
+        format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{hostile}",
+            hostile.len()
+        )
+        .into_bytes(),
+    )
+    .await;
+    config.endpoint = url.parse().unwrap();
+    let token = "{\"access_token\":\"t\",\"expires_in\":18446744073709551615}";
+    let authority = raw_backend(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{token}",
+            token.len()
+        )
+        .into_bytes(),
+    )
+    .await;
+    config.authority = authority.parse().unwrap();
+    let adapters = tether_adapters::azure::adapters(ArmClient::new(config).unwrap());
+    let err = adapters
+        .source(&WEB_APP)
+        .unwrap()
+        .facts(&call(), &id(demo::WEB_APP_ID))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.message.as_str()),
+        ("Nope", "see <url> now")
     );
 }

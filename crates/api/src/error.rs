@@ -8,6 +8,9 @@ use tether_model::{Error, ErrorChain, ErrorKind};
 
 use crate::render::json_response;
 
+/// `Retry-After` of a retryable error that names no time of its own.
+const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
+
 /// A service error on its way to the client.
 pub struct ApiError(pub Error);
 
@@ -24,8 +27,11 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -51,11 +57,52 @@ impl IntoResponse for ApiError {
             }
             // Only retryable statuses say when to retry: azure-core retries any error that
             // carries Retry-After, whatever the method.
-            ErrorKind::Unavailable => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            ErrorKind::Unavailable | ErrorKind::TooManyRequests => {
+                let secs = self.0.retry_after().unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             _ => {}
         }
         response
     }
+}
+
+/// An error body for a response some layer answered without one (axum's 405, the timeout's
+/// 408, the body limit's 413, the load shedder's 503): the same status with ARM's envelope,
+/// so every error a client sees has `{"error":{"code","message"}}`.
+pub fn for_status(status: StatusCode) -> ApiError {
+    let (kind, code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorKind::MethodNotAllowed,
+            "MethodNotAllowed",
+            "the method is not allowed",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorKind::RequestTimeout,
+            "RequestTimeout",
+            "the request was not received or handled in time",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorKind::PayloadTooLarge,
+            "RequestBodyTooLarge",
+            "the request body is larger than 4 MB",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            ErrorKind::Unavailable,
+            "ServerBusy",
+            "the service is busy; retry the request",
+        ),
+        StatusCode::NOT_FOUND => (ErrorKind::NotFound, "NotFound", "no such route"),
+        s if s.is_client_error() => (
+            ErrorKind::InvalidInput,
+            "BadRequest",
+            "the request is not valid",
+        ),
+        _ => (
+            ErrorKind::Internal,
+            "InternalServerError",
+            "an unexpected error occurred",
+        ),
+    };
+    ApiError(Error::new(kind, code, message))
 }

@@ -22,11 +22,6 @@ use crate::routes::{self, Action, Query, Route};
 /// ARM's request body limit.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// How much of an oversized body is read and thrown away before answering 413, so that a
-/// client that sends its whole body before reading the response sees the 413 instead of a
-/// reset connection. Beyond this the connection is simply closed.
-const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
-
 /// The fallback handler: every ARM route goes through here.
 pub async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -45,7 +40,7 @@ async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response,
     let cx = Cx {
         state,
         version,
-        base: state.base_url(&parts.headers),
+        base: state.config.base_url.for_request(&parts.headers)?,
     };
     let method = parts.method.clone();
     match (method, route) {
@@ -74,7 +69,9 @@ async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response,
     }
 }
 
-/// Reads a JSON object body within ARM's size limit.
+/// Reads a JSON object body: `application/json` (else `415`), at most [`MAX_BODY`] bytes
+/// (else `413`, at once when the declared length says so: nothing more is read), arriving
+/// without long pauses (else `408`).
 async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
     let too_large = || {
         Error::new(
@@ -87,14 +84,20 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
+    }
+    if declared != Some(0) && !is_json(&parts.headers) {
+        return Err(Error::new(
+            ErrorKind::UnsupportedMediaType,
+            "UnsupportedMediaType",
+            "the request body must be JSON (Content-Type: application/json)",
+        ));
     }
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|e| body_error(&e).unwrap_or_else(too_large))?;
     if bytes.is_empty() {
         return Err(Error::invalid(
             "InvalidRequestContent",
@@ -112,6 +115,45 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
             format!("the request body is not valid JSON: {e}"),
         )),
     }
+}
+
+/// True when the request declares a JSON body (`application/json`, or a `+json` type, with
+/// any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence
+            .get(essence.len().saturating_sub(5)..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case("+json"))
+}
+
+/// Why a body could not be read: `None` when it exceeded the size limit, a `408` when it
+/// stalled, a `400` when the connection failed under it.
+fn body_error(e: &axum::Error) -> Option<Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return None;
+        }
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return Some(Error::new(
+                ErrorKind::RequestTimeout,
+                "RequestTimeout",
+                "the request body was not received in time",
+            ));
+        }
+        cause = err.source();
+    }
+    Some(Error::invalid(
+        "InvalidRequestContent",
+        "the request body could not be read",
+    ))
 }
 
 /// Takes `properties` out of a linker body; the read-only envelope fields are ignored and
@@ -141,6 +183,13 @@ fn properties_of(mut body: Value, required: bool) -> Result<Value, Error> {
                 .with_target("properties"),
         ),
     }
+}
+
+/// A URL we built as a header value. Our URLs come from the configured base URL or a trusted
+/// `Host` (itself a header value), so this fails only on a bug.
+fn url_header(url: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(url)
+        .map_err(|e| Error::internal("an operation URL is not a valid header value", e))
 }
 
 /// What every handler needs.
@@ -174,38 +223,40 @@ impl Cx<'_> {
         at: &LinkerRef,
         id: OperationId,
         location: bool,
-    ) {
+    ) -> Result<(), Error> {
         let subscription = at.scope.subscription();
-        let mut set = |name: &'static str, value: String| {
-            headers.insert(
-                name,
-                HeaderValue::from_str(&value).expect("urls are valid header values"),
-            );
-        };
-        set(
+        headers.insert(
             "azure-asyncoperation",
-            self.operation_url(subscription, "operationStatuses", id),
+            url_header(&self.operation_url(subscription, "operationStatuses", id))?,
         );
         if location {
-            set(
-                "location",
-                self.operation_url(subscription, "operationResults", id),
+            headers.insert(
+                header::LOCATION,
+                url_header(&self.operation_url(subscription, "operationResults", id))?,
             );
         }
-        set("retry-after", self.state.config.retry_after.to_string());
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(self.state.config.retry_after),
+        );
+        Ok(())
     }
 
     /// The answer to an accepted PUT or PATCH: the linker in its non-terminal state, with
     /// the operation's polling headers.
-    fn accepted(&self, status: StatusCode, accepted: &tether_app::Accepted) -> Response {
+    fn accepted(
+        &self,
+        status: StatusCode,
+        accepted: &tether_app::Accepted,
+    ) -> Result<Response, Error> {
         let mut response = json_response(status, &render::linker(&accepted.linker, self.version));
         self.poll_headers(
             response.headers_mut(),
             &accepted.linker.at,
             accepted.operation,
             false,
-        );
-        response
+        )?;
+        Ok(response)
     }
 
     async fn get(&self, at: &LinkerRef) -> Result<Response, ApiError> {
@@ -222,18 +273,28 @@ impl Cx<'_> {
         parts: &Parts,
         query: &Query,
     ) -> Result<Response, ApiError> {
-        let page = self
-            .state
-            .app
+        let app = &self.state.app;
+        let page = app
             .linkers_list(scope, query.skip_token.as_deref(), query.top)
             .await?;
-        let value: Vec<Value> = page
-            .linkers
-            .iter()
-            .map(|l| render::linker(l, self.version))
-            .collect();
+        // A page ends early rather than grow past the byte cap (but never empty): the next
+        // link then continues after the last linker it holds.
+        let cap = self.state.config.limits.page_bytes;
+        let mut size = 0;
+        let mut value: Vec<Value> = Vec::with_capacity(page.linkers.len());
+        let mut next = page.next;
+        for linker in &page.linkers {
+            let rendered = render::linker(linker, self.version);
+            size += serde_json::to_vec(&rendered).map_or(0, |b| b.len());
+            if size > cap && !value.is_empty() {
+                let last = &page.linkers[value.len() - 1];
+                next = Some(app.page_token(scope, last));
+                break;
+            }
+            value.push(rendered);
+        }
         let mut body = json!({ "value": value });
-        if let Some(token) = page.next {
+        if let Some(token) = next {
             let mut next = form_urlencoded::Serializer::new(String::new());
             next.append_pair("api-version", self.version.as_str());
             if let Some(top) = query.top {
@@ -260,7 +321,7 @@ impl Cx<'_> {
         } else {
             StatusCode::OK
         };
-        Ok(self.accepted(status, &accepted))
+        Ok(self.accepted(status, &accepted)?)
     }
 
     async fn patch(
@@ -273,7 +334,7 @@ impl Cx<'_> {
         self.version.check_request(&patch)?;
         let accepted = self.state.app.linker_patch(at, &patch, caller).await?;
         // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
-        Ok(self.accepted(StatusCode::CREATED, &accepted))
+        Ok(self.accepted(StatusCode::CREATED, &accepted)?)
     }
 
     async fn delete(&self, at: LinkerRef) -> Result<Response, ApiError> {
@@ -281,14 +342,14 @@ impl Cx<'_> {
             return Ok(empty_response(StatusCode::NO_CONTENT));
         };
         let mut response = empty_response(StatusCode::ACCEPTED);
-        self.poll_headers(response.headers_mut(), &at, operation, true);
+        self.poll_headers(response.headers_mut(), &at, operation, true)?;
         Ok(response)
     }
 
     async fn validate(&self, at: &LinkerRef) -> Result<Response, ApiError> {
         let operation = self.state.app.linker_validate(at).await?;
         let mut response = empty_response(StatusCode::ACCEPTED);
-        self.poll_headers(response.headers_mut(), at, operation, true);
+        self.poll_headers(response.headers_mut(), at, operation, true)?;
         Ok(response)
     }
 
@@ -356,10 +417,7 @@ impl Cx<'_> {
                 let mut response = empty_response(StatusCode::ACCEPTED);
                 let headers = response.headers_mut();
                 let url = self.operation_url(subscription, "operationResults", op.id);
-                headers.insert(
-                    header::LOCATION,
-                    HeaderValue::from_str(&url).expect("urls are valid header values"),
-                );
+                headers.insert(header::LOCATION, url_header(&url)?);
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(self.state.config.retry_after),

@@ -6,9 +6,10 @@
 //! Must never depend on sqlx.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -18,6 +19,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tether_app::{App, Caller};
 use tether_model::{Error, ErrorKind};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::Instrument;
 
 mod admin;
@@ -25,15 +31,102 @@ mod error;
 mod handlers;
 mod render;
 mod routes;
+mod serve;
 
 pub use error::ApiError;
+pub use handlers::MAX_BODY;
+pub use serve::serve;
+
+/// Where the absolute URLs the API hands out (operation status, results, next pages) point.
+/// They are never built from an untrusted `Host` header: a forged one would send clients,
+/// with their bearer tokens, elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseUrl {
+    /// The service's public URL (scheme and host, no path), e.g. `https://tether.example.net`.
+    Fixed(String),
+    /// The request's own `Host`, over `scheme`, when it is one of `hosts` (`host` matches any
+    /// port, `host:port` that port only); requests naming another host are refused.
+    TrustedHosts {
+        /// `http` or `https`.
+        scheme: String,
+        /// The accepted host names, lower case.
+        hosts: Vec<String>,
+    },
+}
+
+impl BaseUrl {
+    /// The base URL for a request with these headers, or `400 InvalidHostHeader`.
+    pub fn for_request(&self, headers: &HeaderMap) -> Result<String, Error> {
+        match self {
+            BaseUrl::Fixed(url) => Ok(url.trim_end_matches('/').to_string()),
+            BaseUrl::TrustedHosts { scheme, hosts } => {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_ascii_lowercase)
+                    .filter(|h| Self::trusted(hosts, h))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "InvalidHostHeader",
+                            "the request's Host header does not name this service",
+                        )
+                    })?;
+                Ok(format!("{scheme}://{host}"))
+            }
+        }
+    }
+
+    fn trusted(hosts: &[String], host: &str) -> bool {
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        hosts.iter().any(|h| h == host || h == name)
+    }
+}
+
+/// The HTTP limits: how long a client may take, how many may be served at once, how large a
+/// list page may grow, how long a shutdown waits.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time to send the request line and headers; the connection is closed after it.
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Time to handle one request, body included; `408` after it.
+    pub request_timeout: Duration,
+    /// Connections open at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests handled at once; further ones get `503 ServerBusy` at once.
+    pub max_requests: usize,
+    /// Largest list page, in bytes of rendered linkers; a page ends early (with a `nextLink`)
+    /// rather than grow past it.
+    pub page_bytes: usize,
+    /// How long a graceful shutdown lets requests in flight finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_requests: 256,
+            page_bytes: 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
 
 /// HTTP-level settings.
 #[derive(Clone)]
 pub struct ApiConfig {
-    /// The public base URL of the API (scheme and host, no path), used for polling and paging
-    /// URLs. When unset, `http://` plus the request's `Host` header.
-    pub public_url: Option<String>,
+    /// Where polling and paging URLs point.
+    pub base_url: BaseUrl,
+    /// Timeouts and caps.
+    pub limits: HttpLimits,
     /// The location segment of operation URLs (the service's home location, lower case).
     pub location: String,
     /// `Retry-After` seconds on long-running operations.
@@ -84,27 +177,17 @@ impl ApiState {
             )),
         }
     }
-
-    fn base_url(&self, headers: &HeaderMap) -> String {
-        if let Some(url) = &self.config.public_url {
-            return url.trim_end_matches('/').to_string();
-        }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}")
-    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface, with the limits of [`harden`].
 pub fn router(app: App, config: ApiConfig) -> Router {
+    let limits = config.limits.clone();
     let state = Arc::new(ApiState { app, config });
-    Router::new()
+    let routes = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
@@ -115,7 +198,38 @@ pub fn router(app: App, config: ApiConfig) -> Router {
         .route("/admin/sagas", get(admin::sagas))
         .route("/admin/sagas/{id}/retry", axum::routing::post(admin::retry))
         .fallback(handlers::dispatch)
-        .with_state(state)
+        .with_state(state);
+    harden(routes, &limits)
+}
+
+/// Wraps routes in the limits every request gets: a handler panic becomes an ARM `500`,
+/// requests beyond `max_requests` get `503` at once, a request slower than
+/// `request_timeout` gets `408`, bodies are bounded in size and in time between their
+/// pieces, every response carries request and correlation ids, and every error ARM's body.
+fn harden(routes: Router, limits: &HttpLimits) -> Router {
+    // One semaphore for every route (a plain concurrency limit would give each its own).
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            error::for_status(StatusCode::SERVICE_UNAVAILABLE).into_response()
+        }))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_requests));
+    routes
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(shed)
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                // The panic message itself is logged by the panic hook; the client sees a
+                // generic 500.
+                tracing::error!("a request handler panicked");
+                error::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            },
+        ))
         .layer(middleware::from_fn(request_context))
 }
 
@@ -204,16 +318,14 @@ async fn request_context(request: Request, next: Next) -> Response {
             "request finished"
         );
     });
-    // axum's own 405 (a health or document route with the wrong method) has no ARM body.
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        response = ApiError(Error::new(
-            ErrorKind::MethodNotAllowed,
-            "MethodNotAllowed",
-            "the method is not allowed",
-        ))
-        .into_response();
+    // Errors answered by a layer (axum's 405, the timeout's 408, the body limit's 413, the
+    // load shedder's 503) have no ARM body: give them one.
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if (response.status().is_client_error() || response.status().is_server_error()) && !json {
+        response = error::for_status(response.status()).into_response();
     }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -228,4 +340,153 @@ async fn request_context(request: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::routing::{get, put};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn limits() -> HttpLimits {
+        HttpLimits {
+            request_timeout: Duration::from_millis(200),
+            max_requests: 1,
+            ..HttpLimits::default()
+        }
+    }
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    /// Requests inside `/slow` right now.
+    static INSIDE_SLOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    async fn slow() {
+        INSIDE_SLOW.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+
+    fn hardened() -> Router {
+        let routes = Router::new()
+            .route("/panic", get(boom))
+            .route("/slow", get(slow))
+            .route(
+                "/body",
+                put(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            );
+        harden(routes, &limits())
+    }
+
+    async fn send(router: Router, request: Request) -> (StatusCode, serde_json::Value, HeaderMap) {
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+            headers,
+        )
+    }
+
+    fn get_request(path: &str) -> Request {
+        Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_an_arm_500() {
+        let (status, body, headers) = send(hardened(), get_request("/panic")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "InternalServerError");
+        assert!(
+            !body.to_string().contains("boom"),
+            "the panic stays internal"
+        );
+        assert!(headers.contains_key("x-ms-request-id"));
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_answers_an_arm_408() {
+        let (status, body, _) = send(hardened(), get_request("/slow")).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body["error"]["code"], "RequestTimeout");
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_cap_are_shed_with_an_arm_503() {
+        let router = hardened();
+        let entered = INSIDE_SLOW.load(std::sync::atomic::Ordering::SeqCst);
+        let busy = tokio::spawn(send(router.clone(), get_request("/slow")));
+        let inside = async {
+            while INSIDE_SLOW.load(std::sync::atomic::Ordering::SeqCst) == entered {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), inside)
+            .await
+            .expect("the first request reached its handler");
+        // The first request holds the only slot until it times out: one sent meanwhile is shed.
+        let (status, body, headers) = send(router.clone(), get_request("/panic")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "ServerBusy");
+        assert!(headers.contains_key(header::RETRY_AFTER));
+        assert_eq!(busy.await.unwrap().0, StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_declared_oversized_body_is_refused_at_once_with_an_arm_413() {
+        let request = Request::builder()
+            .method("PUT")
+            .uri("/body")
+            .header(header::CONTENT_LENGTH, (MAX_BODY + 1).to_string())
+            .body(Body::from_stream(futures_util::stream::pending::<
+                Result<axum::body::Bytes, std::io::Error>,
+            >()))
+            .unwrap();
+        let (status, body, _) = send(hardened(), request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["error"]["code"], "RequestBodyTooLarge");
+    }
+
+    #[test]
+    fn trusted_hosts_match_with_or_without_port() {
+        let base = BaseUrl::TrustedHosts {
+            scheme: "http".into(),
+            hosts: vec!["127.0.0.1".into(), "tether.local:8443".into()],
+        };
+        let with_host = |h: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(h).unwrap());
+            base.for_request(&headers)
+        };
+        assert_eq!(
+            with_host("127.0.0.1:9000").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            with_host("TETHER.local:8443").unwrap(),
+            "http://tether.local:8443"
+        );
+        for forged in [
+            "evil.example",
+            "tether.local:9999",
+            "127.0.0.1.evil.example",
+            "evil/x",
+        ] {
+            assert_eq!(
+                with_host(forged).unwrap_err().code(),
+                "InvalidHostHeader",
+                "{forged}"
+            );
+        }
+        assert!(base.for_request(&HeaderMap::new()).is_err());
+    }
 }

@@ -58,7 +58,8 @@ impl Route {
     }
 }
 
-/// Parses a request path (still percent-encoded).
+/// Parses a request path (still percent-encoded). Each segment is decoded once and must be
+/// UTF-8 without an encoded `/` or `\\` in it, so one path has one meaning.
 pub fn parse(path: &str) -> Result<Route, Error> {
     let trimmed = path
         .strip_prefix("//")
@@ -67,8 +68,8 @@ pub fn parse(path: &str) -> Result<Route, Error> {
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     let segments: Vec<String> = trimmed
         .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+        .map(decode_segment)
+        .collect::<Result<_, _>>()?;
     let at = segments
         .windows(2)
         .rposition(|w| {
@@ -132,6 +133,20 @@ pub fn parse(path: &str) -> Result<Route, Error> {
         )),
         [] => Err(no_route()),
     }
+}
+
+fn decode_segment(segment: &str) -> Result<String, Error> {
+    let decoded = percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .filter(|s| !s.contains(['/', '\\']))
+        .ok_or_else(|| {
+            Error::invalid(
+                "InvalidRequestUri",
+                "the request path has a segment that is not UTF-8 or holds an encoded '/' or '\\'",
+            )
+        })?;
+    Ok(decoded.into_owned())
 }
 
 fn linker(scope: ResourceId, name: &str) -> Result<LinkerRef, Error> {
@@ -283,6 +298,19 @@ mod tests {
             "InvalidParameter"
         );
         assert_eq!(code("/healthz/whatever"), "NotFound");
+        for aliased in [
+            format!("/{SITE}%2Fproviders%2FMicrosoft.ServiceLinker%2Flinkers"),
+            format!("/{SITE}/providers/Microsoft.ServiceLinker/linkers/a%5Cb"),
+            format!("/{SITE}/providers/Microsoft.ServiceLinker/linkers/a%FFb"),
+        ] {
+            assert_eq!(code(&aliased), "InvalidRequestUri", "{aliased}");
+        }
+        assert_eq!(
+            code(&format!(
+                "/{SITE}/providers/Microsoft.ServiceLinker/linkers/.."
+            )),
+            "InvalidParameter"
+        );
         assert!(matches!(
             parse(&format!(
                 "/{SITE}/providers/Microsoft.ServiceLinker/dryruns/x"
@@ -307,5 +335,61 @@ mod tests {
             Query::parse(Some("$top=0")).unwrap_err().target(),
             Some("$top")
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "subscriptions",
+                "11111111-2222-3333-4444-555555555555",
+                "resourceGroups",
+                "rg",
+                "providers",
+                "Microsoft.Web",
+                "sites",
+                "app",
+                "Microsoft.ServiceLinker",
+                "linkers",
+                "locations",
+                "operationStatuses",
+                "operationResults",
+                "operations",
+                "validateLinker",
+                "listConfigurations",
+                "dryruns",
+                "connectors",
+                "%2F",
+                "%FF",
+                ".",
+                "..",
+                "",
+            ])
+            .prop_map(str::to_string),
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_path_routes_or_gets_a_client_error(parts in prop::collection::vec(segment(), 0..14)) {
+            let path = format!("/{}", parts.join("/"));
+            if let Err(e) = parse(&path) {
+                prop_assert!(matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn any_query_parses_or_gets_a_400(query in any::<String>()) {
+            if let Err(e) = Query::parse(Some(&query)) {
+                prop_assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod spec;
 
 pub use linkers::{Accepted, Page};
+pub use sagas::DEFAULT_MAX_VALIDATIONS;
 pub use sagas::LinkerCtx;
 pub use secrets::SecretBox;
 pub use tether_saga::SagaState;
@@ -44,13 +45,15 @@ pub struct App {
 }
 
 impl App {
-    /// Wires the use-cases and an executor acting as replica `me`.
+    /// Wires the use-cases and an executor acting as replica `me`, running at most
+    /// `max_validations` validations at once (within the executor's own cap).
     pub fn new(
         store: Arc<dyn Store>,
         adapters: Adapters,
         secrets: SecretBox,
         me: InstanceId,
         config: ExecutorConfig,
+        max_validations: usize,
     ) -> Self {
         let secrets = Arc::new(secrets);
         let ctx = Arc::new(LinkerCtx {
@@ -58,7 +61,13 @@ impl App {
             secrets: secrets.clone(),
         });
         let saga_store: Arc<dyn tether_saga::SagaStore> = store.clone();
-        let executor = Executor::new(saga_store, ctx, me, config, sagas::definitions());
+        let executor = Executor::new(
+            saga_store,
+            ctx,
+            me,
+            config,
+            sagas::definitions(max_validations),
+        );
         Self {
             store,
             adapters,

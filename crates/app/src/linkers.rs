@@ -15,7 +15,7 @@ use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::{AuthInfo, Linker, LinkerProperties, Sealed, SystemData};
 use tether_model::operation::{Operation, OperationKind, ProvisioningState};
 use tether_model::{Error, ErrorKind};
-use tether_store::{LinkerChange, OperationBegin};
+use tether_store::{LinkerChange, OperationBegin, StoreError};
 
 use crate::sagas::{
     LINKER_CREATE, LINKER_DELETE, LINKER_UPDATE, LINKER_VALIDATE, LinkerParams, ValidateParams,
@@ -86,30 +86,41 @@ impl App {
             .store
             .linkers_list(scope, after.as_deref(), limit + 1)
             .await?;
-        let next = if linkers.len() > limit as usize {
-            linkers.truncate(limit as usize);
-            let last = linkers
-                .last()
-                .expect("a full page has a last item")
-                .at
-                .name
-                .key();
-            Some(URL_SAFE_NO_PAD.encode(self.secrets.seal(last.as_bytes(), owner.as_bytes()).0))
-        } else {
-            None
+        let more = linkers.len() > limit as usize;
+        linkers.truncate(limit as usize);
+        let next = match linkers.last() {
+            Some(last) if more => Some(self.page_token(scope, last)),
+            _ => None,
         };
         Ok(Page { linkers, next })
     }
 
-    /// PUT: creates the linker, or replaces an idle one's spec.
+    /// The `$skipToken` of the page that continues after `last` in `scope`'s list: its
+    /// lower-cased name, sealed and bound to the scope.
+    pub fn page_token(&self, scope: &ResourceId, last: &Linker) -> String {
+        let owner = format!("skiptoken:{}", scope.key());
+        let sealed = self
+            .secrets
+            .seal(last.at.name.key().as_bytes(), owner.as_bytes());
+        URL_SAFE_NO_PAD.encode(sealed.0)
+    }
+
+    /// PUT: creates the linker, or replaces an idle one's spec. A retry of the request that
+    /// started the running operation gets that operation, whichever replica answers and
+    /// however the first attempt ended (see [`App::write`]).
     pub async fn linker_put(
         &self,
         at: LinkerRef,
         props: LinkerProperties,
         caller: &Caller,
     ) -> Result<Accepted, Error> {
-        let existing = self.store.linker_get(&at).await?;
-        self.write(at, existing, props, caller).await
+        for _ in 0..RACE_ATTEMPTS {
+            let existing = self.store.linker_get(&at).await?;
+            if let Some(accepted) = self.write(&at, existing, props.clone(), caller).await? {
+                return Ok(accepted);
+            }
+        }
+        Err(raced(&at))
     }
 
     /// PATCH: merges `patch` (the request's `properties`, RFC 7396) into the stored spec and
@@ -120,12 +131,17 @@ impl App {
         patch: &Value,
         caller: &Caller,
     ) -> Result<Accepted, Error> {
-        let existing = self.linker_get(&at).await?;
-        let mut merged =
-            serde_json::to_value(&existing.properties).expect("linker properties serialize");
-        tether_model::merge::merge_patch(&mut merged, patch);
-        let props = LinkerProperties::from_json(merged)?;
-        self.write(at, Some(existing), props, caller).await
+        for _ in 0..RACE_ATTEMPTS {
+            let existing = self.linker_get(&at).await?;
+            let mut merged = serde_json::to_value(&existing.properties)
+                .map_err(|e| Error::internal("linker properties do not serialize", e))?;
+            tether_model::merge::merge_patch(&mut merged, patch);
+            let props = LinkerProperties::from_json(merged)?;
+            if let Some(accepted) = self.write(&at, Some(existing), props, caller).await? {
+                return Ok(accepted);
+            }
+        }
+        Err(raced(&at))
     }
 
     /// DELETE: starts removing the linker's configuration and network rules; `None` when there
@@ -133,13 +149,24 @@ impl App {
     /// unwinds at its next step boundary) and runs after it; a repeated delete returns the
     /// operation already running or queued.
     pub async fn linker_delete(&self, at: LinkerRef) -> Result<Option<OperationId>, Error> {
-        let Some(existing) = self.store.linker_get(&at).await? else {
-            return Ok(None);
+        for _ in 0..RACE_ATTEMPTS {
+            if let Some(outcome) = self.delete_once(&at).await? {
+                return Ok(outcome);
+            }
+        }
+        Err(raced(&at))
+    }
+
+    /// One attempt of a delete: `None` when another write got in between the read and the
+    /// commit (the caller reads again).
+    async fn delete_once(&self, at: &LinkerRef) -> Result<Option<Option<OperationId>>, Error> {
+        let Some(existing) = self.store.linker_get(at).await? else {
+            return Ok(Some(None));
         };
         let change = match (existing.operation, existing.next_operation) {
-            (_, Some(queued)) => return Ok(Some(queued)),
+            (_, Some(queued)) => return Ok(Some(Some(queued))),
             (Some(running), None) if existing.provisioning_state == ProvisioningState::Deleting => {
-                return Ok(Some(running));
+                return Ok(Some(Some(running)));
             }
             (Some(_), None) => LinkerChange::CancelAndDelete {
                 id: existing.id,
@@ -158,9 +185,10 @@ impl App {
             before: self.specs_held(&existing)?,
             after: None,
         };
-        self.begin(LINKER_DELETE, &params, change, operation)
+        let begun = self
+            .begin(LINKER_DELETE, &params, change, operation)
             .await?;
-        Ok(Some(id))
+        Ok(begun.then_some(Some(id)))
     }
 
     /// `listConfigurations`: the entries the connection provides to its source, with secrets
@@ -208,8 +236,12 @@ impl App {
             linker: linker.at.clone(),
             spec,
         };
-        self.begin(LINKER_VALIDATE, &params, LinkerChange::Nothing, operation)
-            .await?;
+        if !self
+            .begin(LINKER_VALIDATE, &params, LinkerChange::Nothing, operation)
+            .await?
+        {
+            return Err(raced(at));
+        }
         Ok(id)
     }
 
@@ -218,13 +250,16 @@ impl App {
         Ok(self.store.operation_get(id).await?)
     }
 
+    /// One attempt of a PUT or PATCH against `existing` as just read: `None` when another
+    /// write committed in between (the caller reads again; an identical retry then finds its
+    /// own operation).
     async fn write(
         &self,
-        at: LinkerRef,
+        at: &LinkerRef,
         existing: Option<Linker>,
         mut props: LinkerProperties,
         caller: &Caller,
-    ) -> Result<Accepted, Error> {
+    ) -> Result<Option<Accepted>, Error> {
         props.provisioning_state = None;
         let new_secret = props.take_secret();
         if let Some(l) = &existing {
@@ -239,11 +274,11 @@ impl App {
                     && l.properties == props
                     && self.same_secret(l, new_secret.as_ref());
                 if retry {
-                    return Ok(Accepted {
+                    return Ok(Some(Accepted {
                         linker: l.clone(),
                         operation: running,
                         created: l.provisioning_state == ProvisioningState::Accepted,
-                    });
+                    }));
                 }
                 return Err(busy(l, running));
             }
@@ -260,10 +295,10 @@ impl App {
             Some(l) => l.key_naming.clone(),
             None => {
                 let others = self.store.linkers_list(&at.scope, None, MAX_PAGE).await?;
-                self.naming_for(&at, &props, &others)
+                self.naming_for(at, &props, &others)
             }
         };
-        let after = spec::check(&at, &props, secret.clone(), naming.clone())?;
+        let after = spec::check(at, &props, secret.clone(), naming.clone())?;
         let keys = after.written_keys();
 
         let now = Utc::now();
@@ -294,7 +329,7 @@ impl App {
         };
         let mut linker = Linker {
             id: linker_id,
-            at,
+            at: at.clone(),
             properties: props,
             secret,
             key_naming: naming,
@@ -325,44 +360,62 @@ impl App {
             },
         };
         let operation_id = operation.id;
-        self.begin(saga, &params, change, operation).await?;
-        Ok(Accepted {
+        if !self.begin(saga, &params, change, operation).await? {
+            return Ok(None);
+        }
+        Ok(Some(Accepted {
             linker,
             operation: operation_id,
             created: existing.is_none(),
-        })
+        }))
     }
 
     /// Stores the operation with its saga in one transaction, then starts the saga here —
     /// unless it is queued behind another saga on the same source (sagas that change a
-    /// source run one at a time), which the executor adopts when its turn comes.
+    /// source run one at a time), which the executor adopts when its turn comes. False when
+    /// the linker changed since it was read (another write committed first).
+    ///
+    /// The commit and the start run on a task of their own: a client that gives up (its
+    /// request future dropped) cannot leave a committed saga waiting for its lease to expire.
     async fn begin(
         &self,
         saga: &str,
         params: &impl serde::Serialize,
         change: LinkerChange,
         operation: Operation,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         // Validations change nothing: they need no place in the source's queue.
         let chain = match change {
             LinkerChange::Nothing => None,
             _ => Some(source_chain(&operation)),
         };
-        let params = serde_json::to_value(params).expect("saga params serialize");
-        let saga = self.executor.new_saga(saga, params, chain);
+        let params = serde_json::to_value(params)
+            .map_err(|e| Error::internal("saga params do not serialize", e))?;
+        let name = saga;
+        let saga = self.executor.new_saga(name, params, chain);
         let saga_id = saga.id;
-        let begun = self
-            .store
-            .operation_begin(&OperationBegin {
-                change,
-                operation,
-                saga,
-            })
-            .await?;
-        if !begun.queued {
-            self.executor.start(saga_id);
+        let store = self.store.clone();
+        let executor = self.executor.clone();
+        let begin = OperationBegin {
+            change,
+            operation,
+            saga,
+        };
+        let name = name.to_string();
+        let started = tokio::spawn(async move {
+            let begun = store.operation_begin(&begin).await?;
+            tether_saga::crash_point(&name, "begin", "after");
+            if !begun.queued {
+                executor.start(saga_id);
+            }
+            Ok::<_, StoreError>(())
+        });
+        match started.await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(StoreError::LinkerExists | StoreError::Conflict(_))) => Ok(false),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(Error::internal("starting the operation failed", e)),
         }
-        Ok(())
     }
 
     /// The specs the backend may hold for a stored linker: its own, and while an update runs
@@ -449,6 +502,19 @@ fn source_chain(operation: &Operation) -> String {
         .rsplit_once("/providers/Microsoft.ServiceLinker/")
         .expect("a linker id contains the provider");
     scope.to_ascii_lowercase()
+}
+
+/// How many times a write reads and tries again when another write commits in between.
+const RACE_ATTEMPTS: usize = 3;
+
+fn raced(at: &LinkerRef) -> Error {
+    Error::conflict(
+        "AnotherOperationInProgress",
+        format!(
+            "linker '{}' keeps changing concurrently; retry the request",
+            at.name
+        ),
+    )
 }
 
 fn not_found(at: &LinkerRef) -> Error {

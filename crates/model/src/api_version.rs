@@ -62,7 +62,7 @@ impl ApiVersion {
             code,
             format!(
                 "The api-version '{}' is not supported for resource provider 'Microsoft.ServiceLinker'. The supported api-versions are '{}'.",
-                value.escape_default(),
+                crate::error::quoted(value),
                 Self::ALL.map(|v| v.as_str()).join(", ")
             ),
         ))
@@ -111,13 +111,16 @@ impl fmt::Display for ApiVersion {
     }
 }
 
+/// `YYYY-MM-DD` with an optional known suffix. Works on any UTF-8 (the first ten bytes may
+/// end inside a character: then it is simply not a date).
 fn is_well_formed(value: &str) -> bool {
-    let (date, suffix) = value.split_at(value.len().min(10));
-    let date_ok = date.len() == 10
-        && date.char_indices().all(|(i, c)| match i {
-            4 | 7 => c == '-',
-            _ => c.is_ascii_digit(),
-        });
+    let Some((date, suffix)) = value.get(..10).zip(value.get(10..)) else {
+        return false;
+    };
+    let date_ok = date.char_indices().all(|(i, c)| match i {
+        4 | 7 => c == '-',
+        _ => c.is_ascii_digit(),
+    });
     let suffix_ok = suffix.is_empty()
         || ["-preview", "-alpha", "-beta", "-rc", "-privatepreview"]
             .iter()
@@ -321,5 +324,36 @@ mod tests {
                 "vNetSolution": {"type": "serviceEndpoint"}
             })
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_value_parses_or_gets_a_400(value in any::<String>()) {
+            match ApiVersion::parse(Some(&value)) {
+                Ok(v) => prop_assert!(v.as_str().eq_ignore_ascii_case(&value)),
+                Err(e) => {
+                    prop_assert!(matches!(e.code(), "InvalidApiVersionParameter" | "NoRegisteredProviderFound"));
+                    prop_assert!(e.detail().message.len() < 1024);
+                }
+            }
+        }
+
+        #[test]
+        fn dates_with_any_suffix_never_panic(date in "[0-9]{4}-[0-9]{2}-[0-9]{2}", suffix in any::<String>()) {
+            let _ = ApiVersion::parse(Some(&format!("{date}{suffix}")));
+        }
+    }
+
+    #[test]
+    fn multibyte_text_is_a_400() {
+        let err = ApiVersion::parse(Some("123456789\u{e9}")).unwrap_err();
+        assert_eq!(err.code(), "InvalidApiVersionParameter");
     }
 }

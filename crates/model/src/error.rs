@@ -17,10 +17,16 @@ pub enum ErrorKind {
     NotFound,
     /// 405: the route exists but not for this method.
     MethodNotAllowed,
+    /// 408: the client did not send its request in time.
+    RequestTimeout,
     /// 409: the resource is busy or in a conflicting state.
     Conflict,
     /// 413: the request body is too large.
     PayloadTooLarge,
+    /// 415: the request body is not JSON.
+    UnsupportedMediaType,
+    /// 429: the caller sent too many requests; retry after the time given.
+    TooManyRequests,
     /// 501: a documented operation Tether does not serve yet.
     NotImplemented,
     /// 503: a dependency is unavailable; the client should retry later.
@@ -35,6 +41,7 @@ pub struct Error {
     code: Cow<'static, str>,
     message: String,
     target: Option<String>,
+    retry_after: Option<u32>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -50,6 +57,7 @@ impl Error {
             code: code.into(),
             message: message.into(),
             target: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -84,6 +92,7 @@ impl Error {
             code: Cow::Borrowed("InternalServerError"),
             message: context.into(),
             target: None,
+            retry_after: None,
             source: Some(source.into()),
         }
     }
@@ -98,6 +107,7 @@ impl Error {
             code: Cow::Borrowed("ServiceUnavailable"),
             message: context.into(),
             target: None,
+            retry_after: None,
             source: Some(source.into()),
         }
     }
@@ -106,6 +116,18 @@ impl Error {
     pub fn with_target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self
+    }
+
+    /// Tells the client when to retry (`Retry-After`, in seconds); only the retryable kinds
+    /// (`Unavailable`, `TooManyRequests`) send it.
+    pub fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The `Retry-After` hint, if set.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
     }
 
     /// The coarse kind.
@@ -204,6 +226,24 @@ impl fmt::Display for ErrorChain<'_> {
         }
         Ok(())
     }
+}
+
+/// How much of a caller's input an error message quotes.
+const QUOTE_LIMIT: usize = 80;
+
+/// A caller's input as an error message quotes it: escaped (control and non-ASCII characters
+/// as `\u{..}`), and cut at [`QUOTE_LIMIT`] characters, so a message is always short and
+/// printable whatever was sent.
+pub fn quoted(value: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == QUOTE_LIMIT {
+            out.push_str("...");
+            break;
+        }
+        out.extend(c.escape_default());
+    }
+    out
 }
 
 #[cfg(test)]

@@ -30,8 +30,18 @@ impl ResourceId {
     /// already starts with `/` after a template slash), `subscriptions/{guid}` first, then an
     /// optional resource group and any number of `providers/{namespace}/{type}/{name}...` parts.
     ///
+    /// One resource has one spelling up to letter case: the subscription id must be a GUID in
+    /// its canonical hyphenated form (no braces, `urn:uuid:` prefix or bare hex), and `.` and
+    /// `..` segments are refused, so no two distinct strings name the same resource.
+    ///
     /// Errors are `400 LinkedInvalidPropertyId` with a message naming the problem.
     pub fn parse(input: &str) -> Result<Self, Error> {
+        if input.len() > MAX_ID_LEN {
+            return Err(invalid_id(
+                input,
+                &format!("it is longer than {MAX_ID_LEN} bytes"),
+            ));
+        }
         let trimmed = input.strip_prefix("//").or_else(|| input.strip_prefix('/'));
         let Some(rest) = trimmed else {
             return Err(invalid_id(input, "it must start with '/subscriptions/'"));
@@ -44,14 +54,20 @@ impl ResourceId {
         if segments.iter().any(|s| s.chars().any(char::is_control)) {
             return Err(invalid_id(input, "it contains control characters"));
         }
+        if segments.iter().any(|s| matches!(*s, "." | "..")) {
+            return Err(invalid_id(input, "it has a '.' or '..' segment"));
+        }
         if segments.len() < 2 || !segments[0].eq_ignore_ascii_case("subscriptions") {
             return Err(invalid_id(
                 input,
                 "it must start with '/subscriptions/{subscriptionId}'",
             ));
         }
-        if Uuid::parse_str(segments[1]).is_err() {
-            return Err(invalid_id(input, "the subscription id is not a GUID"));
+        if !is_canonical_guid(segments[1]) {
+            return Err(invalid_id(
+                input,
+                "the subscription id is not a GUID in the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+            ));
         }
         let mut i = 2;
         if i < segments.len() && segments[i].eq_ignore_ascii_case("resourceGroups") {
@@ -162,6 +178,19 @@ impl ResourceId {
     }
 }
 
+/// The longest resource id accepted (ARM's URL limit leaves about this much for the id).
+pub const MAX_ID_LEN: usize = 2048;
+
+/// True for a GUID in the one form ARM uses in ids: 36 characters, hex digits with hyphens
+/// at positions 8, 13, 18 and 23 (either letter case).
+pub fn is_canonical_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
 fn validate_resource_group(name: &str) -> Result<(), &'static str> {
     let ok_chars = name
         .chars()
@@ -177,7 +206,10 @@ fn validate_resource_group(name: &str) -> Result<(), &'static str> {
 fn invalid_id(input: &str, why: &str) -> Error {
     Error::invalid(
         "LinkedInvalidPropertyId",
-        format!("the resource id '{input}' is invalid: {why}"),
+        format!(
+            "the resource id '{}' is invalid: {why}",
+            crate::error::quoted(input)
+        ),
     )
 }
 
@@ -226,12 +258,13 @@ impl LinkerName {
         let bad = name
             .chars()
             .any(|c| c.is_control() || "<>%&:\\?/#".contains(c));
-        if name.is_empty() || name.chars().count() > 260 || bad {
+        let dots = matches!(name, "." | "..");
+        if name.is_empty() || name.chars().count() > 260 || bad || dots {
             return Err(Error::invalid(
                 "InvalidParameter",
                 format!(
-                    "the linker name '{}' is invalid: use 1-260 characters without < > % & : \\ ? / # or control characters",
-                    name.escape_default()
+                    "the linker name '{}' is invalid: use 1-260 characters without < > % & : \\ ? / # or control characters, other than '.' and '..'",
+                    crate::error::quoted(name)
                 ),
             )
             .with_target("linkerName"));
@@ -440,6 +473,11 @@ mod tests {
             "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/A.B/c",
             "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/things/x",
             "/tenants/x",
+            "/subscriptions/{11111111-2222-3333-4444-555555555555}",
+            "/subscriptions/11111111222233334444555555555555",
+            "/subscriptions/urn:uuid:11111111-2222-3333-4444-555555555555",
+            "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/A.B/c/./d/e",
+            "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/A.B/c/../d/e",
         ] {
             let err = ResourceId::parse(bad).unwrap_err();
             assert_eq!(err.code(), "LinkedInvalidPropertyId", "{bad}");
@@ -458,6 +496,8 @@ mod tests {
             "a?b",
             "a:b",
             "a\u{1}b",
+            ".",
+            "..",
             &"a".repeat(261),
         ] {
             let err = LinkerName::parse(bad).unwrap_err();
@@ -480,5 +520,55 @@ mod tests {
             r.resource_id(),
             format!("{SITE}/providers/Microsoft.ServiceLinker/linkers/Db")
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Segments built from pieces that matter to the parser, plus arbitrary text.
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("subscriptions".to_string()),
+            Just("resourceGroups".to_string()),
+            Just("providers".to_string()),
+            Just("11111111-2222-3333-4444-555555555555".to_string()),
+            Just(".".to_string()),
+            Just("..".to_string()),
+            "[A-Za-z0-9._()-]{1,12}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_any_text_never_panics_and_is_stable(input in any::<String>()) {
+            if let Ok(id) = ResourceId::parse(&input) {
+                let again = ResourceId::parse(id.as_str()).unwrap();
+                prop_assert_eq!(again.as_str(), id.as_str());
+                prop_assert_eq!(id.key(), id.as_str().to_ascii_lowercase());
+            }
+        }
+
+        #[test]
+        fn parsed_ids_answer_every_accessor(parts in proptest::collection::vec(segment(), 0..12)) {
+            let input = format!("/{}", parts.join("/"));
+            if let Ok(id) = ResourceId::parse(&input) {
+                prop_assert!(is_canonical_guid(id.subscription()));
+                let _ = (id.resource_group(), id.resource_type(), id.name(), id.parent());
+                prop_assert!(!id.as_str().split('/').any(|s| s == "." || s == ".."));
+            }
+        }
+
+        #[test]
+        fn linker_names_never_panic(name in any::<String>()) {
+            if let Ok(n) = LinkerName::parse(&name) {
+                prop_assert_eq!(n.as_str(), name.as_str());
+                prop_assert_eq!(LinkerName::parse(&n.key()).unwrap(), n);
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod configuration;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod linker;
 pub mod merge;
 pub mod operation;

@@ -4,12 +4,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rand::Rng;
 use serde_json::Value;
 use tether_model::ids::{InstanceId, SagaId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,10 +24,12 @@ use crate::store::{
     EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaState, SagaStore, SagaStoreError,
 };
 
-/// A saga definition: a name and ordered steps.
+/// A saga definition: a name, ordered steps, and optionally how many of its sagas one
+/// replica runs at once.
 pub struct SagaDef<C> {
     name: &'static str,
     steps: Vec<Arc<dyn Step<C>>>,
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl<C: Send + Sync + 'static> SagaDef<C> {
@@ -33,7 +38,15 @@ impl<C: Send + Sync + 'static> SagaDef<C> {
         Self {
             name,
             steps: Vec::new(),
+            slots: None,
         }
+    }
+
+    /// Runs at most `n` sagas of this definition at once on one replica (within the
+    /// executor's overall cap); more wait for a free slot, their leases kept.
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.slots = Some(Arc::new(Semaphore::new(n.max(1))));
+        self
     }
 
     /// Appends a step.
@@ -95,6 +108,9 @@ pub struct ExecutorConfig {
     pub backoff_base: Duration,
     /// Largest retry delay.
     pub backoff_max: Duration,
+    /// Sagas this replica runs at once; more wait for a slot (their leases kept), and
+    /// adoption takes no more than the free slots.
+    pub max_running: usize,
     /// Test aid: run every action and every undo twice (the second action's output is the one
     /// kept). Tests then check that the end state is what one run gives.
     pub repeat_each_step: bool,
@@ -110,6 +126,7 @@ impl Default for ExecutorConfig {
             adopt_interval: Duration::from_secs(5),
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
+            max_running: 64,
             repeat_each_step: false,
         }
     }
@@ -135,6 +152,8 @@ struct Inner<C> {
     config: ExecutorConfig,
     defs: HashMap<&'static str, SagaDef<C>>,
     running: Mutex<HashMap<SagaId, Arc<LeaseClock>>>,
+    /// One permit per saga allowed to run steps at once.
+    slots: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Signalled when a saga ends here: the next saga of its chain may now be adopted.
@@ -147,6 +166,8 @@ enum Stop {
     LeaseLost,
     Shutdown,
     UnknownSaga(String),
+    /// The engine itself (not a step) panicked: the lease is released for a later retry.
+    Panicked,
 }
 
 enum Failure {
@@ -164,6 +185,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
         defs: Vec<SagaDef<C>>,
     ) -> Self {
         let defs = defs.into_iter().map(|d| (d.name, d)).collect();
+        let slots = Arc::new(Semaphore::new(config.max_running.max(1)));
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -172,6 +194,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
                 config,
                 defs,
                 running: Mutex::new(HashMap::new()),
+                slots,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 finished: tokio::sync::Notify::new(),
@@ -217,21 +240,35 @@ impl<C: Send + Sync + 'static> Executor<C> {
     /// sagas whose lease expired (a dead replica's, or stuck ones due for a retry). On
     /// shutdown it stops every saga it runs and releases their leases so others adopt them
     /// at once.
+    ///
+    /// Renewal runs on a task of its own, so a slow adoption query can never delay it.
     pub async fn run(&self, shutdown: CancellationToken) {
         let inner = &self.inner;
-        let mut renew = tokio::time::interval(inner.config.lease_ttl / 3);
+        let renewals = tokio::spawn({
+            let inner = inner.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let mut renew = tokio::time::interval(inner.config.lease_ttl / 3);
+                renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = renew.tick() => inner.renew_leases().await,
+                    }
+                }
+            }
+        });
         let mut adopt = tokio::time::interval(inner.config.adopt_interval);
-        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         adopt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = renew.tick() => inner.renew_leases().await,
                 _ = adopt.tick() => inner.adopt_expired().await,
                 // A saga ended here: a saga queued behind it in its chain can start now.
                 _ = inner.finished.notified() => inner.adopt_expired().await,
             }
         }
+        let _ = renewals.await;
         inner.shutdown.cancel();
         inner.tasks.close();
         inner.tasks.wait().await;
@@ -259,7 +296,7 @@ impl<C: Send + Sync + 'static> Inner<C> {
             if running.contains_key(&id) || self.shutdown.is_cancelled() {
                 return;
             }
-            let clock = Arc::new(LeaseClock::new(Instant::now() + self.trusted_lease()));
+            let clock = Arc::new(LeaseClock::new(self.trusted_until(Instant::now())));
             running.insert(id, clock.clone());
             clock
         };
@@ -267,7 +304,14 @@ impl<C: Send + Sync + 'static> Inner<C> {
         let span = info_span!("saga", saga_id = %id, generation = lease.generation);
         self.tasks.spawn(
             async move {
-                match this.drive(id, &lease, &clock).await {
+                // Leaves the running set however the task ends, a panic included, so its
+                // lease is never renewed for a saga nobody drives.
+                let _running = Running { inner: &this, id };
+                let driven = AssertUnwindSafe(this.drive(id, &lease, &clock))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or(Err(Stop::Panicked));
+                match driven {
                     Ok(()) => {}
                     Err(Stop::LeaseLost) => {
                         metrics::counter!("tether_saga_leases_lost_total").increment(1);
@@ -277,11 +321,36 @@ impl<C: Send + Sync + 'static> Inner<C> {
                     Err(Stop::UnknownSaga(name)) => {
                         warn!(saga = %name, "no definition for this saga here; leaving it to a replica that has one")
                     }
+                    Err(Stop::Panicked) => {
+                        metrics::counter!("tether_saga_panics_total").increment(1);
+                        tracing::error!(retry_in = ?this.config.stuck_retry, "the saga engine panicked; the saga is released and retried later");
+                        let retry = this.config.stuck_retry;
+                        if let Err(e) = this.store.saga_release(id, &lease, retry).await {
+                            warn!(error = %tether_model::ErrorChain(&e), "could not release the saga's lease; it expires on its own");
+                        }
+                    }
                 }
-                this.running.lock().expect("lock poisoned").remove(&id);
             }
             .instrument(span),
         );
+    }
+
+    /// A slot to run a saga of `def`: the executor's, then the definition's own, if any.
+    async fn slots(
+        &self,
+        def: &SagaDef<C>,
+    ) -> Option<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>)> {
+        let overall = self.slots.clone().acquire_owned().await.ok()?;
+        let own = match &def.slots {
+            Some(slots) => Some(slots.clone().acquire_owned().await.ok()?),
+            None => None,
+        };
+        Some((overall, own))
+    }
+
+    /// The instant until which a lease renewed (or taken) at `sent` may be trusted.
+    fn trusted_until(&self, sent: Instant) -> Instant {
+        sent.checked_add(self.trusted_lease()).unwrap_or(sent)
     }
 
     /// How long after sending a renewal we still trust the lease: its TTL minus a margin, so we
@@ -307,7 +376,7 @@ impl<C: Send + Sync + 'static> Inner<C> {
             Ok(held) => {
                 for (id, clock) in ids.iter().zip(clocks) {
                     if held.contains(id) {
-                        clock.extend(sent + self.trusted_lease());
+                        clock.extend(self.trusted_until(sent));
                     } else {
                         clock.revoke();
                     }
@@ -319,9 +388,14 @@ impl<C: Send + Sync + 'static> Inner<C> {
     }
 
     async fn adopt_expired(self: &Arc<Self>) {
+        // Take no more than this replica can run now: others with free slots adopt the rest.
+        let free = self.slots.available_permits().min(32);
+        if free == 0 {
+            return;
+        }
         match self
             .store
-            .saga_adopt_expired(&self.me, self.config.lease_ttl, 32)
+            .saga_adopt_expired(&self.me, self.config.lease_ttl, free as u32)
             .await
         {
             Ok(adopted) => {
@@ -347,6 +421,12 @@ impl<C: Send + Sync + 'static> Inner<C> {
             .defs
             .get(record.name.as_str())
             .ok_or_else(|| Stop::UnknownSaga(record.name.clone()))?;
+        let _slots = tokio::select! {
+            biased;
+            _ = clock.lost() => return Err(Stop::LeaseLost),
+            _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
+            slots = self.slots(def) => slots.ok_or(Stop::Shutdown)?,
+        };
         let mut run = Run {
             inner: self,
             def,
@@ -371,7 +451,14 @@ impl<C: Send + Sync + 'static> Inner<C> {
     {
         let mut attempt = 0;
         loop {
-            match call().await {
+            // A store call that hangs must not outlive the lease: past it, another replica
+            // may own the saga, and this one has to stop.
+            let result = tokio::select! {
+                biased;
+                _ = clock.lost() => return Err(Stop::LeaseLost),
+                r = call() => r,
+            };
+            match result {
                 Ok(v) => return Ok(v),
                 Err(SagaStoreError::Fenced | SagaStoreError::NotFound) => {
                     clock.revoke();
@@ -544,31 +631,35 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
     }
 
     /// Runs `op`, retrying transient errors with backoff until `timeout`, and gives up at
-    /// once if the lease can no longer be trusted or the process shuts down.
+    /// once if the lease can no longer be trusted or the process shuts down. A panic inside
+    /// `op` is a permanent error of the step (its message stays in the logs).
     async fn attempt<T, F, Fut>(&self, timeout: Duration, mut op: F) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StepError>>,
     {
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start.checked_add(timeout).unwrap_or(start);
         let mut attempt = 0;
         loop {
             let result = tokio::select! {
                 biased;
                 _ = self.clock.lost() => return Err(Failure::Stop(Stop::LeaseLost)),
                 _ = self.inner.shutdown.cancelled() => return Err(Failure::Stop(Stop::Shutdown)),
-                r = op() => r,
+                r = AssertUnwindSafe(op()).catch_unwind() => r.unwrap_or_else(|_| Err(panicked())),
             };
             let error = match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e.transient => e,
                 Err(e) => return Err(Failure::Step(e)),
             };
+            // A server's Retry-After may be absurd: a wait past the deadline ends the retries.
             let delay = self
                 .inner
                 .backoff(attempt)
                 .max(error.retry_after.unwrap_or_default());
-            if Instant::now() + delay > deadline {
+            let retry_at = Instant::now().checked_add(delay);
+            if retry_at.is_none_or(|at| at > deadline) {
                 return Err(Failure::Step(StepError {
                     transient: false,
                     ..error
@@ -601,7 +692,7 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
                 store.saga_record(self.id, self.lease, ttl, events, state)
             })
             .await?;
-        self.clock.extend(sent + self.inner.trusted_lease());
+        self.clock.extend(self.inner.trusted_until(sent));
         Ok(ack)
     }
 
@@ -622,6 +713,29 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
         }
         self.inner.finished.notify_one();
         Ok(())
+    }
+}
+
+/// The error a panicking step becomes: permanent, so the saga unwinds (or, in an undo, is
+/// marked stuck and retried later).
+fn panicked() -> StepError {
+    StepError::permanent(
+        "InternalServerError",
+        "the step failed unexpectedly; its changes are being undone",
+    )
+}
+
+/// Removes a saga from the running set when its task ends, however it ends.
+struct Running<'a, C> {
+    inner: &'a Inner<C>,
+    id: SagaId,
+}
+
+impl<C> Drop for Running<'_, C> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.inner.running.lock() {
+            running.remove(&self.id);
+        }
     }
 }
 
@@ -667,15 +781,17 @@ impl LeaseClock {
 }
 
 /// Aborts the process at a named point when `TETHER_CRASH_POINT=<saga>:<step>:<when>` is set
-/// (`when`: `before`, `after`, `undo-before`, `undo-after`). Compiled only with the
+/// (`when`: `before`, `after`, `undo-before`, `undo-after`; the application adds
+/// `<saga>:begin:after`, right after the commit that starts a saga). Compiled only with the
 /// `crash-points` feature, which release builds never enable.
 #[cfg(feature = "crash-points")]
-fn crash_point(saga: &str, step: &str, when: &str) {
+pub fn crash_point(saga: &str, step: &str, when: &str) {
     if std::env::var("TETHER_CRASH_POINT").is_ok_and(|p| p == format!("{saga}:{step}:{when}")) {
         eprintln!("crash point {saga}:{step}:{when} reached; aborting");
         std::process::abort();
     }
 }
 
+/// Without the `crash-points` feature: nothing.
 #[cfg(not(feature = "crash-points"))]
-fn crash_point(_saga: &str, _step: &str, _when: &str) {}
+pub fn crash_point(_saga: &str, _step: &str, _when: &str) {}

@@ -228,6 +228,18 @@ impl SagaStore for MemoryStore {
         Ok(adopted)
     }
 
+    async fn saga_release(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        after: Duration,
+    ) -> Result<(), SagaStoreError> {
+        self.with_leased(id, lease, |entry| {
+            let now = Instant::now();
+            entry.lease_expires = now.checked_add(after).unwrap_or(now);
+        })
+    }
+
     async fn saga_release_all(&self, owner: &InstanceId) -> Result<(), SagaStoreError> {
         let mut sagas = self.sagas.lock().expect("lock poisoned");
         let now = Instant::now();

@@ -285,4 +285,13 @@ pub trait SagaStore: Send + Sync + 'static {
     /// Gives up every lease `owner` holds at once (graceful shutdown), so others adopt
     /// without waiting for expiry.
     async fn saga_release_all(&self, owner: &InstanceId) -> Result<(), SagaStoreError>;
+
+    /// Gives up one lease, if `lease` still holds: the saga may be adopted `after` from now
+    /// (by this replica or another). Used when its driver failed without an outcome.
+    async fn saga_release(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        after: Duration,
+    ) -> Result<(), SagaStoreError>;
 }

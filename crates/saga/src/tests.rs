@@ -27,6 +27,12 @@ struct World {
     /// Step `b` of the saga tagged `gated` waits until this is notified.
     gate: tokio::sync::Notify,
     undo_fail: Mutex<Option<&'static str>>,
+    /// The action of this step panics.
+    panic_run: Option<&'static str>,
+    /// The undo of this step panics.
+    panic_undo: Option<&'static str>,
+    /// The `Retry-After` of transient errors (default 1 s).
+    retry_after: Option<Duration>,
 }
 
 impl World {
@@ -54,6 +60,7 @@ impl Step<World> for Put {
             .lock()
             .unwrap()
             .push(format!("start {} {tag}", self.0));
+        assert_ne!(w.panic_run, Some(self.0), "step {} panics", self.0);
         if self.0 == "b" && tag == "gated" {
             w.gate.notified().await;
         }
@@ -65,8 +72,10 @@ impl Step<World> for Put {
             .filter(|n| **n > 0)
         {
             *n -= 1;
-            return Err(StepError::transient("Throttled", "try later")
-                .with_retry_after(Some(Duration::from_secs(1))));
+            let after = w.retry_after.unwrap_or(Duration::from_secs(1));
+            return Err(
+                StepError::transient("Throttled", "try later").with_retry_after(Some(after))
+            );
         }
         w.log.lock().unwrap().push(format!("run {} {tag}", self.0));
         w.items.lock().unwrap().insert(self.0.to_string());
@@ -79,6 +88,7 @@ impl Step<World> for Put {
 
     async fn undo(&self, cx: &StepCx<World>) -> Result<(), StepError> {
         let w = cx.ctx();
+        assert_ne!(w.panic_undo, Some(self.0), "undo {} panics", self.0);
         if *w.undo_fail.lock().unwrap() == Some(self.0) {
             return Err(StepError::permanent("UndoBoom", "cannot undo"));
         }
@@ -519,5 +529,100 @@ async fn sagas_of_one_chain_run_one_at_a_time_in_order() {
     let position = |entry: &str| log.iter().position(|l| l == entry).unwrap();
     assert!(position("run c gated") < position("start a second"));
     assert!(position("run c second") < position("start a third"));
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_step_unwinds_and_frees_the_saga() {
+    let h = harness(
+        World {
+            panic_run: Some("b"),
+            ..World::default()
+        },
+        config(),
+        abc(),
+    );
+    let id = h.submit_in("test-abc", "t1", Some("chain"));
+    let outcome = wait_terminal(&h.store, id).await;
+    let SagaOutcome::Failed(err) = outcome else {
+        panic!("expected a failure, got {outcome:?}")
+    };
+    assert_eq!(err.code, "InternalServerError");
+    assert!(h.world.items().is_empty(), "a was undone");
+    assert!(h.exec.running().is_empty(), "the saga left the running set");
+    // The next saga of its chain is not stuck behind it.
+    let next = h.submit_in("test-abc", "t2", Some("chain"));
+    assert!(matches!(
+        wait_terminal(&h.store, next).await,
+        SagaOutcome::Failed(_)
+    ));
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_undo_marks_the_saga_stuck_not_running() {
+    let world = World {
+        panic_undo: Some("a"),
+        ..World::default()
+    };
+    *world.fail.lock().unwrap() = Some("b");
+    let h = harness(world, config(), abc());
+    let id = h.submit("test-abc");
+    wait_state(&h.store, id, SagaState::Stuck).await;
+    assert!(h.exec.running().is_empty());
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_retry_after_ends_the_retries_instead_of_overflowing() {
+    let world = World {
+        retry_after: Some(Duration::from_millis(u64::MAX)),
+        ..World::default()
+    };
+    world.transient.lock().unwrap().insert("b", 1);
+    let h = harness(world, config(), abc());
+    let id = h.submit("test-abc");
+    let outcome = wait_terminal(&h.store, id).await;
+    let SagaOutcome::Failed(err) = outcome else {
+        panic!("expected a failure, got {outcome:?}")
+    };
+    assert_eq!(err.code, "Throttled");
+    assert!(!err.transient);
+    assert!(h.exec.running().is_empty());
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_more_sagas_run_than_the_cap_allows() {
+    let h = harness(
+        World::default(),
+        ExecutorConfig {
+            max_running: 1,
+            ..config()
+        },
+        abc(),
+    );
+    let gated = h.submit_in("test-abc", "gated", None);
+    let other = h.submit_in("test-abc", "other", None);
+    let log = |line: &str| h.world.log.lock().unwrap().iter().any(|l| l == line);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !log("start b gated") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gated saga never started b"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Leases are renewed and adoption runs meanwhile; the second saga still waits.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!log("start a other"), "a second saga ran past the cap");
+    assert_eq!(h.exec.running().len(), 2, "both are held (leases kept)");
+    h.world.gate.notify_one();
+    for id in [gated, other] {
+        assert!(matches!(
+            wait_terminal(&h.store, id).await,
+            SagaOutcome::Succeeded(_)
+        ));
+    }
     h.stop.cancel();
 }

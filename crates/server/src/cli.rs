@@ -91,7 +91,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args).await,
         Command::Migrate { database_url } => {
             telemetry::init(LogFormat::Text);
-            tether_store::connect(&database_url)
+            tether_store::connect(&database_url, &tether_store::StoreOptions::default())
                 .await
                 .context("migration failed")?;
             println!("migrations applied");

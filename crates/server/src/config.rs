@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tether_adapters::arm::{ArmConfig, Url};
+use tether_api::{BaseUrl, HttpLimits};
 use tether_app::SecretBox;
 use tether_model::ids::InstanceId;
 use tether_saga::ExecutorConfig;
@@ -46,10 +47,18 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Public base URL (scheme and host) for polling and paging URLs; defaults to the
-    /// request's `Host` over http.
+    /// The URL clients reach this service at (scheme and host); polling and paging URLs are
+    /// built from it. Required unless `trusted_hosts` is set.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Instead of `public_url`: the host names (`host` or `host:port`) a request's `Host`
+    /// may name; URLs are then built from the request's `Host` over `public_scheme`, and
+    /// requests naming any other host are refused.
+    #[serde(default)]
+    pub trusted_hosts: Vec<String>,
+    /// The scheme of URLs built from a trusted `Host`.
+    #[serde(default = "default_scheme")]
+    pub public_scheme: String,
     /// The location segment of operation URLs.
     #[serde(default = "default_location")]
     pub location: String,
@@ -59,6 +68,50 @@ pub struct ServerConfig {
     /// A readable name for this replica (its saga-ownership id adds a random suffix).
     #[serde(default = "default_instance_name")]
     pub instance_name: String,
+    /// Time for a client to send a request's line and headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: f64,
+    /// Longest pause between two pieces of a request body.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: f64,
+    /// Time to handle one request, body included (`408` after it).
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: f64,
+    /// Connections open at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests handled at once; more get `503 ServerBusy`.
+    #[serde(default = "default_max_requests")]
+    pub max_requests: usize,
+    /// Largest list page, in bytes.
+    #[serde(default = "default_page_bytes")]
+    pub page_bytes: usize,
+    /// How long a graceful stop lets requests in flight finish.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: f64,
+}
+
+impl ServerConfig {
+    /// The settings of a server on `listen` with every default (and neither a public URL nor
+    /// trusted hosts yet).
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            public_url: None,
+            trusted_hosts: Vec::new(),
+            public_scheme: default_scheme(),
+            location: default_location(),
+            retry_after_secs: default_retry_after(),
+            instance_name: default_instance_name(),
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            request_timeout_secs: default_request_timeout_secs(),
+            max_connections: default_max_connections(),
+            max_requests: default_max_requests(),
+            page_bytes: default_page_bytes(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
 }
 
 /// `[database]`.
@@ -67,6 +120,28 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// `postgres://…` (production) or `sqlite://…` (single node).
     pub url: String,
+    /// Connections in the pool.
+    #[serde(default = "default_db_connections")]
+    pub max_connections: u32,
+    /// Longest wait for a pooled connection before answering `503`.
+    #[serde(default = "default_acquire_timeout")]
+    pub acquire_timeout_secs: f64,
+    /// Longest time one store call (query or transaction) may take, end to end, before it
+    /// is abandoned as a database fault (`503`); Postgres also gets it as `statement_timeout`.
+    #[serde(default = "default_query_timeout")]
+    pub query_timeout_secs: f64,
+}
+
+impl DatabaseConfig {
+    /// The settings of a database at `url` with every default.
+    pub fn new(url: String) -> Self {
+        Self {
+            url,
+            max_connections: default_db_connections(),
+            acquire_timeout_secs: default_acquire_timeout(),
+            query_timeout_secs: default_query_timeout(),
+        }
+    }
 }
 
 /// `[auth]`.
@@ -131,6 +206,10 @@ pub struct SagasConfig {
     pub stuck_retry_secs: f64,
     /// How often to look for sagas to adopt.
     pub adopt_interval_secs: f64,
+    /// Sagas a replica runs at once; more wait for a free slot (their leases kept).
+    pub max_running: usize,
+    /// Of those, validations at once.
+    pub max_validations: usize,
     /// Test aid: run every step's action and undo twice.
     pub repeat_each_step: bool,
 }
@@ -144,6 +223,8 @@ impl Default for SagasConfig {
             undo_timeout_secs: d.undo_timeout.as_secs_f64(),
             stuck_retry_secs: d.stuck_retry.as_secs_f64(),
             adopt_interval_secs: d.adopt_interval.as_secs_f64(),
+            max_running: d.max_running,
+            max_validations: tether_app::DEFAULT_MAX_VALIDATIONS,
             repeat_each_step: false,
         }
     }
@@ -172,12 +253,12 @@ impl Default for HousekeepingConfig {
 impl HousekeepingConfig {
     /// The retention period.
     pub fn retention(&self) -> Duration {
-        Duration::from_secs_f64(self.retention_hours * 3600.0)
+        secs(self.retention_hours * 3600.0)
     }
 
     /// The pass interval.
     pub fn interval(&self) -> Duration {
-        Duration::from_secs_f64(self.interval_secs)
+        secs(self.interval_secs)
     }
 }
 
@@ -201,6 +282,15 @@ pub enum LogFormat {
     Text,
 }
 
+/// The longest duration any setting may hold: a year.
+const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A checked number of seconds as a duration (`check` bounds every value first; anything
+/// else saturates instead of panicking).
+fn secs(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.clamp(0.0, MAX_SECS)).unwrap_or(Duration::ZERO)
+}
+
 /// `Config` is serializable only so `tether dev` can layer its defaults under the environment
 /// overrides inside figment; that serialization never leaves the process.
 fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -208,6 +298,39 @@ fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S:
     s.serialize_str(secret.expose_secret())
 }
 
+fn default_scheme() -> String {
+    "https".into()
+}
+fn default_header_timeout() -> f64 {
+    10.0
+}
+fn default_body_timeout() -> f64 {
+    10.0
+}
+fn default_request_timeout_secs() -> f64 {
+    30.0
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_requests() -> usize {
+    256
+}
+fn default_page_bytes() -> usize {
+    1024 * 1024
+}
+fn default_shutdown_grace() -> f64 {
+    10.0
+}
+fn default_db_connections() -> u32 {
+    16
+}
+fn default_acquire_timeout() -> f64 {
+    5.0
+}
+fn default_query_timeout() -> f64 {
+    10.0
+}
 fn default_location() -> String {
     "local".into()
 }
@@ -260,22 +383,27 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks values serde cannot: URLs, the key, ranges.
+    /// Checks values serde cannot: URLs, the key, ranges. Every duration and size taken from
+    /// the configuration is bounded here, so nothing later can overflow on it.
     fn check(&self) -> anyhow::Result<()> {
         self.secret_box()?;
         self.arm(&InstanceId::from_stored(self.server.instance_name.clone()))?;
+        self.base_url()?;
+        let invalid = |key: &str, why: &str| anyhow!("invalid configuration: {key} {why}");
         if !(1..=600).contains(&self.server.retry_after_secs) {
-            return Err(anyhow!(
-                "invalid configuration: server.retry_after_secs must be between 1 and 600"
+            return Err(invalid(
+                "server.retry_after_secs",
+                "must be between 1 and 600",
             ));
         }
-        if let Some(url) = &self.server.public_url {
-            Url::parse(url).with_context(|| {
-                format!("invalid configuration: server.public_url '{url}' is not a URL")
-            })?;
-        }
-        let s = &self.sagas;
+        let (sv, s, db) = (&self.server, &self.sagas, &self.database);
         for (key, value) in [
+            ("server.header_timeout_secs", sv.header_timeout_secs),
+            ("server.body_timeout_secs", sv.body_timeout_secs),
+            ("server.request_timeout_secs", sv.request_timeout_secs),
+            ("server.shutdown_grace_secs", sv.shutdown_grace_secs),
+            ("database.acquire_timeout_secs", db.acquire_timeout_secs),
+            ("database.query_timeout_secs", db.query_timeout_secs),
             ("sagas.lease_ttl_secs", s.lease_ttl_secs),
             ("sagas.step_timeout_secs", s.step_timeout_secs),
             ("sagas.undo_timeout_secs", s.undo_timeout_secs),
@@ -283,20 +411,113 @@ impl Config {
             ("sagas.adopt_interval_secs", s.adopt_interval_secs),
             (
                 "housekeeping.retention_hours",
-                self.housekeeping.retention_hours,
+                self.housekeeping.retention_hours * 3600.0,
             ),
             (
                 "housekeeping.interval_secs",
                 self.housekeeping.interval_secs,
             ),
         ] {
-            if !(value.is_finite() && value > 0.0) {
-                return Err(anyhow!(
-                    "invalid configuration: {key} must be a positive number of seconds"
+            if !(value.is_finite() && value > 0.0 && value <= MAX_SECS) {
+                return Err(invalid(
+                    key,
+                    "must be a positive number of seconds, at most a year",
                 ));
             }
         }
+        for (key, value, min, max) in [
+            ("server.max_connections", sv.max_connections, 1, 1_000_000),
+            ("server.max_requests", sv.max_requests, 1, 1_000_000),
+            ("server.page_bytes", sv.page_bytes, 16 * 1024, 64 << 20),
+            (
+                "database.max_connections",
+                db.max_connections as usize,
+                1,
+                10_000,
+            ),
+            ("sagas.max_running", s.max_running, 1, 100_000),
+            ("sagas.max_validations", s.max_validations, 1, 100_000),
+            ("azure.max_retries", self.azure.max_retries as usize, 0, 10),
+            (
+                "azure.request_timeout_secs",
+                self.azure.request_timeout_secs as usize,
+                1,
+                3600,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(key, &format!("must be between {min} and {max}")));
+            }
+        }
         Ok(())
+    }
+
+    /// Where the API's absolute URLs point: `server.public_url`, or trusted `Host` headers.
+    pub fn base_url(&self) -> anyhow::Result<BaseUrl> {
+        let sv = &self.server;
+        let invalid = |key: &str, why: String| anyhow!("invalid configuration: {key} {why}");
+        match (&sv.public_url, sv.trusted_hosts.is_empty()) {
+            (Some(url), _) => {
+                let parsed = Url::parse(url)
+                    .map_err(|_| invalid("server.public_url", format!("'{url}' is not a URL")))?;
+                let plain = matches!(parsed.scheme(), "http" | "https")
+                    && parsed.host_str().is_some()
+                    && parsed.path() == "/"
+                    && parsed.query().is_none()
+                    && parsed.fragment().is_none();
+                if !plain {
+                    return Err(invalid(
+                        "server.public_url",
+                        format!("'{url}' must be an http(s) origin without path or query"),
+                    ));
+                }
+                Ok(BaseUrl::Fixed(parsed.origin().ascii_serialization()))
+            }
+            (None, false) => {
+                if !matches!(sv.public_scheme.as_str(), "http" | "https") {
+                    return Err(invalid(
+                        "server.public_scheme",
+                        "must be 'http' or 'https'".into(),
+                    ));
+                }
+                Ok(BaseUrl::TrustedHosts {
+                    scheme: sv.public_scheme.clone(),
+                    hosts: sv
+                        .trusted_hosts
+                        .iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect(),
+                })
+            }
+            (None, true) => Err(invalid(
+                "server.public_url",
+                "is required (or list the hosts clients use in server.trusted_hosts): polling and paging URLs are never built from an untrusted Host header".into(),
+            )),
+        }
+    }
+
+    /// The HTTP limits of `[server]`.
+    pub fn http_limits(&self) -> HttpLimits {
+        let sv = &self.server;
+        HttpLimits {
+            header_timeout: secs(sv.header_timeout_secs),
+            body_timeout: secs(sv.body_timeout_secs),
+            request_timeout: secs(sv.request_timeout_secs),
+            max_connections: sv.max_connections,
+            max_requests: sv.max_requests,
+            page_bytes: sv.page_bytes,
+            shutdown_grace: secs(sv.shutdown_grace_secs),
+        }
+    }
+
+    /// The store settings of `[database]`.
+    pub fn store(&self) -> tether_store::StoreOptions {
+        let db = &self.database;
+        tether_store::StoreOptions {
+            max_connections: db.max_connections,
+            acquire_timeout: secs(db.acquire_timeout_secs),
+            query_timeout: secs(db.query_timeout_secs),
+        }
     }
 
     /// The secret box for `secrets.key`.
@@ -323,6 +544,7 @@ impl Config {
             max_retry_after: Duration::from_secs(30),
             request_timeout: Duration::from_secs(a.request_timeout_secs),
             lro_timeout: Duration::from_secs(300),
+            max_response_bytes: tether_adapters::arm::DEFAULT_MAX_RESPONSE_BYTES,
             user_agent: format!("tether/{} ({me})", env!("CARGO_PKG_VERSION")),
         })
     }
@@ -331,11 +553,12 @@ impl Config {
     pub fn executor(&self) -> ExecutorConfig {
         let s = &self.sagas;
         ExecutorConfig {
-            lease_ttl: Duration::from_secs_f64(s.lease_ttl_secs),
-            step_timeout: Duration::from_secs_f64(s.step_timeout_secs),
-            undo_timeout: Duration::from_secs_f64(s.undo_timeout_secs),
-            stuck_retry: Duration::from_secs_f64(s.stuck_retry_secs),
-            adopt_interval: Duration::from_secs_f64(s.adopt_interval_secs),
+            lease_ttl: secs(s.lease_ttl_secs),
+            step_timeout: secs(s.step_timeout_secs),
+            undo_timeout: secs(s.undo_timeout_secs),
+            stuck_retry: secs(s.stuck_retry_secs),
+            adopt_interval: secs(s.adopt_interval_secs),
+            max_running: s.max_running,
             repeat_each_step: s.repeat_each_step,
             ..ExecutorConfig::default()
         }
@@ -353,6 +576,7 @@ mod tests {
     const VALID: &str = r#"
 [server]
 listen = "127.0.0.1:8080"
+public_url = "https://tether.example.net"
 [database]
 url = "postgres://postgres@127.0.0.1/tether"
 [auth]
@@ -387,6 +611,22 @@ client_secret = "s"
             !format!("{c:?}").contains("t0ken"),
             "secrets stay out of Debug"
         );
+        assert_eq!(
+            c.base_url().unwrap(),
+            BaseUrl::Fixed("https://tether.example.net".into())
+        );
+        let trusted = load(&VALID.replace(
+            "public_url = \"https://tether.example.net\"",
+            "trusted_hosts = [\"LocalHost\", \"127.0.0.1:8080\"]\npublic_scheme = \"http\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            trusted.base_url().unwrap(),
+            BaseUrl::TrustedHosts {
+                scheme: "http".into(),
+                hosts: vec!["localhost".into(), "127.0.0.1:8080".into()]
+            }
+        );
     }
 
     #[test]
@@ -409,6 +649,32 @@ client_secret = "s"
             (
                 format!("{VALID}\n[sagas]\nlease_ttl_secs = -1\n"),
                 "sagas.lease_ttl_secs",
+            ),
+            (
+                format!("{VALID}\n[sagas]\nstep_timeout_secs = 1e300\n"),
+                "sagas.step_timeout_secs",
+            ),
+            (
+                VALID.replace("public_url = \"https://tether.example.net\"", ""),
+                "server.public_url",
+            ),
+            (
+                VALID.replace(
+                    "https://tether.example.net",
+                    "https://tether.example.net/x?y",
+                ),
+                "server.public_url",
+            ),
+            (
+                VALID.replace("[database]", "[database]\nmax_connections = 0"),
+                "database.max_connections",
+            ),
+            (
+                VALID.replace(
+                    "[azure]",
+                    "[azure]\nrequest_timeout_secs = 9223372036854775807",
+                ),
+                "azure.request_timeout_secs",
             ),
         ];
         for (text, key) in cases {

@@ -38,7 +38,7 @@ pub struct DevArgs {
 /// Runs `tether dev` until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text);
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+    create_private_dir(&args.data_dir).with_context(|| {
         format!(
             "could not create the data directory {}",
             args.data_dir.display()
@@ -67,15 +67,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let database = args.data_dir.join("tether.db");
     let base = Config {
         server: ServerConfig {
-            listen: args.listen,
-            public_url: None,
+            // Links name the host the client used, as long as it is this machine.
+            trusted_hosts: vec![args.listen.ip().to_string(), "localhost".into()],
+            public_scheme: "http".into(),
             location: "local".into(),
             retry_after_secs: 1,
             instance_name: "dev".into(),
+            ..ServerConfig::new(args.listen)
         },
-        database: DatabaseConfig {
-            url: format!("sqlite://{}", database.display()),
-        },
+        database: DatabaseConfig::new(format!("sqlite://{}", database.display())),
         auth: AuthConfig {
             token: SecretString::from(token.clone()),
             principal: "tether-dev".into(),
@@ -133,6 +133,18 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretString> {
     write_private(path, key.expose_secret())
         .with_context(|| format!("could not write {}", path.display()))?;
     Ok(key)
+}
+
+/// Creates the data directory (with its parents) readable by its owner only: it holds the
+/// secret key, the database and the mock's resources.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

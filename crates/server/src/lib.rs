@@ -26,6 +26,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     app: App,
+    limits: tether_api::HttpLimits,
     housekeeping: config::HousekeepingConfig,
 }
 
@@ -33,7 +34,7 @@ impl Application {
     /// Connects to the database (applying migrations), builds every part and binds the
     /// listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let store = tether_store::connect(&config.database.url)
+        let store = tether_store::connect(&config.database.url, &config.store())
             .await
             .context("could not open the database (database.url)")?;
         let me = InstanceId::generate(&config.server.instance_name);
@@ -44,9 +45,12 @@ impl Application {
             config.secret_box()?,
             me.clone(),
             config.executor(),
+            config.sagas.max_validations,
         );
+        let limits = config.http_limits();
         let api = ApiConfig {
-            public_url: config.server.public_url.clone(),
+            base_url: config.base_url()?,
+            limits: limits.clone(),
             location: config.server.location.to_ascii_lowercase().replace(' ', ""),
             retry_after: config.server.retry_after_secs,
             token: config.auth.token.clone(),
@@ -67,6 +71,7 @@ impl Application {
             listener,
             router,
             app,
+            limits,
             housekeeping: config.housekeeping.clone(),
         })
     }
@@ -78,9 +83,9 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves requests and runs sagas until `shutdown` is cancelled, then stops the sagas it
-    /// runs and releases their leases so another replica (or the next start) adopts them at
-    /// once.
+    /// Serves requests and runs sagas until `shutdown` is cancelled, then stops accepting,
+    /// gives requests in flight `server.shutdown_grace_secs` to finish, stops the sagas it runs
+    /// and releases their leases so another replica (or the next start) adopts them at once.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let executor = self.app.executor().clone();
         let sagas = tokio::spawn({
@@ -93,10 +98,10 @@ impl Application {
             shutdown.clone(),
         ));
         let stop = shutdown.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("the HTTP server failed")?;
+        tether_api::serve(self.listener, self.router, &self.limits, async move {
+            stop.cancelled().await
+        })
+        .await;
         shutdown.cancel();
         sagas.await.context("the saga executor panicked")?;
         Ok(())

@@ -7,7 +7,9 @@
 //!
 //! Must never depend on axum or reqwest.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
@@ -30,9 +32,15 @@ pub enum StoreError {
     /// A conditional write lost a race or hit a uniqueness rule; the message says which.
     #[error("conflict: {0}")]
     Conflict(&'static str),
-    /// The database could not be reached (or timed out).
+    /// The database could not be reached, dropped the connection, or is shutting down.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// A store call took longer than the configured query timeout and was abandoned.
+    #[error("a database call took longer than {0:?}")]
+    TimedOut(Duration),
+    /// A linker with this name exists (a create raced another create of the same linker).
+    #[error("a linker with this name exists")]
+    LinkerExists,
     /// The database answered with an error.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -54,13 +62,77 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                StoreError::Unavailable(e)
-            }
-            other => StoreError::Database(other),
+        if is_unavailable(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Database(e)
         }
     }
+}
+
+/// Errors that say the database (or the connection to it) is unavailable right now, not that
+/// the statement was wrong: retrying later may succeed, so clients get `503` + `Retry-After`.
+/// Postgres: class 08 (connection exception), 57P01-57P03 (shutdown, crash, cannot connect
+/// now), 53300 (too many connections), 40001/40P01 (serialization failure, deadlock).
+/// SQLite: busy and locked.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6" | "517"
+                )
+        }
+        _ => false,
+    }
+}
+
+impl From<StoreError> for tether_saga::SagaStoreError {
+    fn from(e: StoreError) -> Self {
+        tether_saga::SagaStoreError::Backend(Box::new(e))
+    }
+}
+
+/// Settings of a store connection.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections in the pool (SQLite: readers; it has one writer).
+    pub max_connections: u32,
+    /// Longest wait for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// Longest time one store call may take end to end before it is abandoned as a fault
+    /// ([`StoreError::TimedOut`]); Postgres also enforces it as `statement_timeout`, so a
+    /// hung query cannot hold a connection, and through TCP keep-alives.
+    pub query_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs one store call within `limit`; a call that takes longer is dropped (its transaction,
+/// if any, rolls back with its connection) and reported as [`StoreError::TimedOut`].
+pub(crate) async fn timed<T, E: From<StoreError>>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::TimedOut(limit).into()))
 }
 
 impl From<StoreError> for tether_model::Error {
@@ -70,13 +142,17 @@ impl From<StoreError> for tether_model::Error {
                 "AnotherOperationInProgress",
                 format!("the linker changed concurrently ({what}); retry the request"),
             ),
+            StoreError::LinkerExists => tether_model::Error::conflict(
+                "AnotherOperationInProgress",
+                "the linker was created concurrently; retry the request",
+            ),
             StoreError::KeyConflict { key, linker } => tether_model::Error::conflict(
                 "ConfigurationKeyConflict",
                 format!(
                     "the configuration key '{key}' is already written by linker '{linker}' on this source; rename it with configurationInfo.customizedKeys"
                 ),
             ),
-            StoreError::Unavailable(_) => {
+            StoreError::Unavailable(_) | StoreError::TimedOut(_) => {
                 tether_model::Error::unavailable("the database is unavailable", e)
             }
             other => tether_model::Error::internal("store failure", other),
@@ -89,8 +165,9 @@ impl From<StoreError> for tether_model::Error {
 pub enum LinkerChange {
     /// Insert a new linker that writes `keys` (configuration key names, compared
     /// case-insensitively).
-    /// [`StoreError::Conflict`] if one with that name exists, [`StoreError::KeyConflict`] if
-    /// another linker on the source writes one of the keys.
+    /// [`StoreError::LinkerExists`] if one with that name exists (checked first, under the
+    /// source's lock), [`StoreError::KeyConflict`] if another linker on the source writes one
+    /// of the keys.
     Create {
         /// The linker.
         linker: Linker,
@@ -235,11 +312,11 @@ pub trait Store: SagaStore {
 
 /// Opens the store a database URL names (`postgres://…` or `sqlite://…`) and applies the
 /// migrations (concurrent runners are serialized by sqlx).
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Ok(Arc::new(PgStore::connect(url, options).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect(url, options).await?))
     } else {
         Err(StoreError::InvalidUrl(
             url.split(':').next().unwrap_or_default().to_string(),

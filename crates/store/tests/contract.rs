@@ -65,7 +65,7 @@ where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let store = tether_store::connect(&db.url)
+    let store = tether_store::connect(&db.url, &tether_store::StoreOptions::default())
         .await
         .expect("connect and migrate");
     test(store).await;
@@ -244,20 +244,16 @@ async fn list_pages_by_keyset(store: Arc<dyn Store>) {
 }
 
 async fn a_second_create_of_the_same_name_conflicts(store: Arc<dyn Store>) {
-    begin_create(store.as_ref(), linker(SCOPE, "db"), &me()).await;
-    let l = linker(SCOPE, "DB");
-    let err = store
-        .operation_begin(&OperationBegin {
-            operation: Operation::start(OperationKind::Create, &l),
-            change: LinkerChange::Create {
-                linker: l,
-                keys: Vec::new(),
-            },
-            saga: new_saga(&me(), Duration::from_secs(30)),
-        })
+    let s = store.as_ref();
+    begin_chained_create(s, SCOPE, "db", "app", keys(&["K1"]))
+        .await
+        .unwrap();
+    // Even with the same keys (a retried create), the answer is that the linker exists,
+    // never that another linker holds its keys.
+    let err = begin_chained_create(s, SCOPE, "DB", "app", keys(&["K1"]))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(matches!(err, StoreError::LinkerExists), "{err:?}");
 }
 
 async fn updates_are_conditional_on_generation_and_idleness(store: Arc<dyn Store>) {
@@ -1044,4 +1040,59 @@ async fn finished_sagas_and_operations_are_purged_by_age(store: Arc<dyn Store>) 
         "unfinished work is kept"
     );
     assert!(s.saga_load(running).await.is_ok());
+}
+
+/// A connection Postgres terminates in the middle of a statement (SQLSTATE 57P01, as on a
+/// failover or an administrator's `pg_terminate_backend`) is "unavailable" (a 503 the client
+/// may retry), not a generic database error (a 500).
+#[tokio::test]
+async fn a_connection_terminated_mid_statement_is_unavailable() {
+    use sqlx::Connection;
+    let db = TestDb::postgres().await.unwrap();
+    let mut victim = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (pid,): (i32,) = sqlx::query_as("select pg_backend_pid()")
+        .fetch_one(&mut victim)
+        .await
+        .unwrap();
+    let sleeping = tokio::spawn(async move {
+        sqlx::query("select pg_sleep(30)")
+            .execute(&mut victim)
+            .await
+            .unwrap_err()
+    });
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    // Terminate it once the sleep is running (poll with a deadline).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (active,): (bool,) = sqlx::query_as(
+            "select exists(select 1 from pg_stat_activity where pid = $1 and query like 'select pg_sleep%')",
+        )
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if active {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the statement never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("select pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(10), sleeping)
+        .await
+        .expect("the terminated statement returned")
+        .unwrap();
+    let mapped = StoreError::from(error);
+    assert!(matches!(mapped, StoreError::Unavailable(_)), "{mapped:?}");
+    let client: tether_model::Error = mapped.into();
+    assert_eq!(client.kind(), tether_model::ErrorKind::Unavailable);
+    admin.close().await.unwrap();
+    db.drop_database().await.unwrap();
 }

@@ -74,6 +74,11 @@ impl TestEnv {
         }
     }
 
+    /// The URL of the test database.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
     /// The store backend's name.
     pub fn backend(&self) -> &'static str {
         self.db.backend()
@@ -112,8 +117,11 @@ impl TestEnv {
             r#"
 [server]
 listen = "127.0.0.1:0"
+trusted_hosts = ["127.0.0.1"]
+public_scheme = "http"
 retry_after_secs = 1
 instance_name = "replica-{n}"
+shutdown_grace_secs = 3
 
 [database]
 url = "{db}"
@@ -243,6 +251,11 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// The process id, while it runs (for reading its memory use from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

@@ -75,8 +75,11 @@ pub struct ValidateParams {
     pub spec: ConnectionSpec,
 }
 
-/// Every saga definition.
-pub fn definitions() -> Vec<SagaDef<LinkerCtx>> {
+/// The default of how many validations one replica runs at once.
+pub const DEFAULT_MAX_VALIDATIONS: usize = 16;
+
+/// Every saga definition; validations are capped at `max_validations` at once per replica.
+pub fn definitions(max_validations: usize) -> Vec<SagaDef<LinkerCtx>> {
     use steps::{Configuration, Network, Resolve};
     vec![
         SagaDef::new(LINKER_CREATE)
@@ -91,7 +94,9 @@ pub fn definitions() -> Vec<SagaDef<LinkerCtx>> {
             .step(Resolve)
             .step(Configuration)
             .step(Network),
-        SagaDef::new(LINKER_VALIDATE).step(validate::Validate),
+        SagaDef::new(LINKER_VALIDATE)
+            .step(validate::Validate)
+            .max_concurrent(max_validations),
     ]
 }
 

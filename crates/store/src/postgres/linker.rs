@@ -65,8 +65,10 @@ pub(super) async fn operation_begin(
     let conflict = || StoreError::Conflict("the linker was modified or is busy");
     match &begin.change {
         LinkerChange::Create { linker, keys } => {
-            check_keys(keys, other_keys(&mut tx, linker).await?)?;
+            // The name first: a retried create must learn that its linker exists (and
+            // find its operation), not that "another" linker holds its keys.
             insert_linker(&mut tx, linker, keys).await?;
+            check_keys(keys, other_keys(&mut tx, linker).await?)?;
         }
         LinkerChange::Update {
             linker,
@@ -203,9 +205,7 @@ async fn insert_linker(
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(StoreError::Conflict(
-            "a linker with this name was created concurrently",
-        ));
+        return Err(StoreError::LinkerExists);
     }
     Ok(())
 }

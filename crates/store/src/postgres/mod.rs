@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use std::str::FromStr;
+
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tether_model::ids::{InstanceId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
@@ -13,7 +15,7 @@ use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
 };
 
-use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError};
+use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError, StoreOptions};
 
 mod linker;
 mod saga;
@@ -22,33 +24,56 @@ mod saga;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    timeout: Duration,
 }
 
 impl PgStore {
-    /// Connects (with a bounded pool) and applies the migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Connects (with a bounded pool) and applies the migrations. Every session gets
+    /// `statement_timeout` and `lock_timeout` (the query timeout), an idle-in-transaction
+    /// timeout, and TCP keep-alives, so neither a slow query nor a dead peer holds a
+    /// connection for long.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let millis = options.query_timeout.as_millis().to_string();
+        let connect = PgConnectOptions::from_str(url)?
+            .application_name("tether")
+            .options([
+                ("statement_timeout", millis.as_str()),
+                ("lock_timeout", millis.as_str()),
+                ("idle_in_transaction_session_timeout", millis.as_str()),
+                ("tcp_keepalives_idle", "10"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+            ]);
         let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
             .await?;
         sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            timeout: options.query_timeout,
+        })
     }
 }
 
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("select 1").execute(&self.pool).await?;
-        Ok(())
+        let ping = async {
+            Ok(sqlx::query("select 1")
+                .execute(&self.pool)
+                .await
+                .map(drop)?)
+        };
+        crate::timed(self.timeout, ping).await
     }
 
     async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
-        linker::get(&self.pool, at).await
+        crate::timed(self.timeout, linker::get(&self.pool, at)).await
     }
 
     async fn linkers_list(
@@ -57,15 +82,15 @@ impl Store for PgStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Linker>, StoreError> {
-        linker::list(&self.pool, scope, after, limit).await
+        crate::timed(self.timeout, linker::list(&self.pool, scope, after, limit)).await
     }
 
     async fn operation_begin(&self, begin: &OperationBegin) -> Result<Begun, StoreError> {
-        linker::operation_begin(&self.pool, begin).await
+        crate::timed(self.timeout, linker::operation_begin(&self.pool, begin)).await
     }
 
     async fn operation_get(&self, id: OperationId) -> Result<Option<Operation>, StoreError> {
-        linker::operation_get(&self.pool, id).await
+        crate::timed(self.timeout, linker::operation_get(&self.pool, id)).await
     }
 
     async fn sagas_list(
@@ -73,26 +98,26 @@ impl Store for PgStore {
         state: Option<SagaState>,
         limit: u32,
     ) -> Result<Vec<SagaSummary>, StoreError> {
-        saga::list(&self.pool, state, limit).await
+        crate::timed(self.timeout, saga::list(&self.pool, state, limit)).await
     }
 
     async fn saga_retry_now(&self, id: SagaId) -> Result<bool, StoreError> {
-        saga::retry_now(&self.pool, id).await
+        crate::timed(self.timeout, saga::retry_now(&self.pool, id)).await
     }
 
     async fn saga_counts(&self) -> Result<Vec<(SagaState, u64)>, StoreError> {
-        saga::counts(&self.pool).await
+        crate::timed(self.timeout, saga::counts(&self.pool)).await
     }
 
     async fn purge_finished(&self, older_than: Duration) -> Result<Purged, StoreError> {
-        saga::purge(&self.pool, older_than).await
+        crate::timed(self.timeout, saga::purge(&self.pool, older_than)).await
     }
 }
 
 #[async_trait]
 impl SagaStore for PgStore {
     async fn saga_load(&self, id: SagaId) -> Result<(SagaRecord, Vec<SagaEvent>), SagaStoreError> {
-        saga::load(&self.pool, id).await
+        crate::timed(self.timeout, saga::load(&self.pool, id)).await
     }
 
     async fn saga_record(
@@ -103,7 +128,11 @@ impl SagaStore for PgStore {
         events: &[SagaEvent],
         state: Option<(SagaState, Option<&StepError>)>,
     ) -> Result<Ack, SagaStoreError> {
-        saga::record(&self.pool, id, lease, ttl, events, state).await
+        crate::timed(
+            self.timeout,
+            saga::record(&self.pool, id, lease, ttl, events, state),
+        )
+        .await
     }
 
     async fn saga_finish(
@@ -113,7 +142,11 @@ impl SagaStore for PgStore {
         events: &[SagaEvent],
         outcome: &SagaOutcome,
     ) -> Result<(), SagaStoreError> {
-        saga::finish(&self.pool, id, lease, events, outcome).await
+        crate::timed(
+            self.timeout,
+            saga::finish(&self.pool, id, lease, events, outcome),
+        )
+        .await
     }
 
     async fn saga_renew_leases(
@@ -122,7 +155,7 @@ impl SagaStore for PgStore {
         ids: &[SagaId],
         ttl: Duration,
     ) -> Result<Vec<SagaId>, SagaStoreError> {
-        saga::renew(&self.pool, owner, ids, ttl).await
+        crate::timed(self.timeout, saga::renew(&self.pool, owner, ids, ttl)).await
     }
 
     async fn saga_adopt_expired(
@@ -131,10 +164,23 @@ impl SagaStore for PgStore {
         ttl: Duration,
         limit: u32,
     ) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
-        saga::adopt_expired(&self.pool, owner, ttl, limit).await
+        crate::timed(
+            self.timeout,
+            saga::adopt_expired(&self.pool, owner, ttl, limit),
+        )
+        .await
+    }
+
+    async fn saga_release(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        after: Duration,
+    ) -> Result<(), SagaStoreError> {
+        crate::timed(self.timeout, saga::release(&self.pool, id, lease, after)).await
     }
 
     async fn saga_release_all(&self, owner: &InstanceId) -> Result<(), SagaStoreError> {
-        saga::release_all(&self.pool, owner).await
+        crate::timed(self.timeout, saga::release_all(&self.pool, owner)).await
     }
 }

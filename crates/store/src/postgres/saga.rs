@@ -245,6 +245,26 @@ pub(super) async fn adopt_expired(
         .collect())
 }
 
+pub(super) async fn release(
+    pool: &PgPool,
+    id: SagaId,
+    lease: &Lease,
+    after: Duration,
+) -> Result<(), SagaStoreError> {
+    sqlx::query(
+        "update saga set lease_expires_at = now() + make_interval(secs => $4)
+         where id = $1 and owner = $2 and generation = $3 and state in ('running', 'unwinding')",
+    )
+    .bind(id.as_uuid())
+    .bind(lease.owner.as_str())
+    .bind(lease.generation)
+    .bind(after.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 pub(super) async fn release_all(pool: &PgPool, owner: &InstanceId) -> Result<(), SagaStoreError> {
     sqlx::query(
         "update saga set lease_expires_at = now() where owner = $1 and state in ('running', 'unwinding')",

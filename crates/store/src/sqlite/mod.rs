@@ -16,7 +16,7 @@ use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
 };
 
-use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError};
+use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError, StoreOptions};
 
 mod linker;
 mod saga;
@@ -26,21 +26,23 @@ mod saga;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    timeout: Duration,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file of a `sqlite://PATH` URL, in WAL mode, and
-    /// applies the migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens (creating if needed, readable by its owner only) the database file of a
+    /// `sqlite://PATH` URL, in WAL mode, and applies the migrations.
+    pub async fn connect(url: &str, store: &StoreOptions) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(store.query_timeout);
+        create_private(options.get_filename())?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(store.acquire_timeout)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../../migrations/sqlite")
@@ -48,11 +50,32 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(store.max_connections.clamp(1, 8))
+            .acquire_timeout(store.acquire_timeout)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            timeout: store.query_timeout,
+        })
+    }
+}
+
+/// Creates the database file with mode 0600 if it does not exist yet (SQLite gives its WAL and
+/// shared-memory files the same mode), so secrets sealed in it are not readable by others.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(sqlx::Error::Io(e))),
     }
 }
 
@@ -68,12 +91,17 @@ fn ms(d: Duration) -> i64 {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("select 1").execute(&self.reader).await?;
-        Ok(())
+        let ping = async {
+            Ok(sqlx::query("select 1")
+                .execute(&self.reader)
+                .await
+                .map(drop)?)
+        };
+        crate::timed(self.timeout, ping).await
     }
 
     async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
-        linker::get(&self.reader, at).await
+        crate::timed(self.timeout, linker::get(&self.reader, at)).await
     }
 
     async fn linkers_list(
@@ -82,15 +110,19 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Linker>, StoreError> {
-        linker::list(&self.reader, scope, after, limit).await
+        crate::timed(
+            self.timeout,
+            linker::list(&self.reader, scope, after, limit),
+        )
+        .await
     }
 
     async fn operation_begin(&self, begin: &OperationBegin) -> Result<Begun, StoreError> {
-        linker::operation_begin(&self.writer, begin).await
+        crate::timed(self.timeout, linker::operation_begin(&self.writer, begin)).await
     }
 
     async fn operation_get(&self, id: OperationId) -> Result<Option<Operation>, StoreError> {
-        linker::operation_get(&self.reader, id).await
+        crate::timed(self.timeout, linker::operation_get(&self.reader, id)).await
     }
 
     async fn sagas_list(
@@ -98,19 +130,19 @@ impl Store for SqliteStore {
         state: Option<SagaState>,
         limit: u32,
     ) -> Result<Vec<SagaSummary>, StoreError> {
-        saga::list(&self.reader, state, limit).await
+        crate::timed(self.timeout, saga::list(&self.reader, state, limit)).await
     }
 
     async fn saga_retry_now(&self, id: SagaId) -> Result<bool, StoreError> {
-        saga::retry_now(&self.writer, id).await
+        crate::timed(self.timeout, saga::retry_now(&self.writer, id)).await
     }
 
     async fn saga_counts(&self) -> Result<Vec<(SagaState, u64)>, StoreError> {
-        saga::counts(&self.reader).await
+        crate::timed(self.timeout, saga::counts(&self.reader)).await
     }
 
     async fn purge_finished(&self, older_than: Duration) -> Result<Purged, StoreError> {
-        saga::purge(&self.writer, older_than).await
+        crate::timed(self.timeout, saga::purge(&self.writer, older_than)).await
     }
 }
 
@@ -118,7 +150,7 @@ impl Store for SqliteStore {
 impl SagaStore for SqliteStore {
     async fn saga_load(&self, id: SagaId) -> Result<(SagaRecord, Vec<SagaEvent>), SagaStoreError> {
         // Read through the writer so a saga always sees its own latest commit.
-        saga::load(&self.writer, id).await
+        crate::timed(self.timeout, saga::load(&self.writer, id)).await
     }
 
     async fn saga_record(
@@ -129,7 +161,11 @@ impl SagaStore for SqliteStore {
         events: &[SagaEvent],
         state: Option<(SagaState, Option<&StepError>)>,
     ) -> Result<Ack, SagaStoreError> {
-        saga::record(&self.writer, id, lease, ttl, events, state).await
+        crate::timed(
+            self.timeout,
+            saga::record(&self.writer, id, lease, ttl, events, state),
+        )
+        .await
     }
 
     async fn saga_finish(
@@ -139,7 +175,11 @@ impl SagaStore for SqliteStore {
         events: &[SagaEvent],
         outcome: &SagaOutcome,
     ) -> Result<(), SagaStoreError> {
-        saga::finish(&self.writer, id, lease, events, outcome).await
+        crate::timed(
+            self.timeout,
+            saga::finish(&self.writer, id, lease, events, outcome),
+        )
+        .await
     }
 
     async fn saga_renew_leases(
@@ -148,7 +188,7 @@ impl SagaStore for SqliteStore {
         ids: &[SagaId],
         ttl: Duration,
     ) -> Result<Vec<SagaId>, SagaStoreError> {
-        saga::renew(&self.writer, owner, ids, ttl).await
+        crate::timed(self.timeout, saga::renew(&self.writer, owner, ids, ttl)).await
     }
 
     async fn saga_adopt_expired(
@@ -157,10 +197,23 @@ impl SagaStore for SqliteStore {
         ttl: Duration,
         limit: u32,
     ) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
-        saga::adopt_expired(&self.writer, owner, ttl, limit).await
+        crate::timed(
+            self.timeout,
+            saga::adopt_expired(&self.writer, owner, ttl, limit),
+        )
+        .await
+    }
+
+    async fn saga_release(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        after: Duration,
+    ) -> Result<(), SagaStoreError> {
+        crate::timed(self.timeout, saga::release(&self.writer, id, lease, after)).await
     }
 
     async fn saga_release_all(&self, owner: &InstanceId) -> Result<(), SagaStoreError> {
-        saga::release_all(&self.writer, owner).await
+        crate::timed(self.timeout, saga::release_all(&self.writer, owner)).await
     }
 }

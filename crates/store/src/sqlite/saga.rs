@@ -251,6 +251,26 @@ pub(super) async fn adopt_expired(
         .collect())
 }
 
+pub(super) async fn release(
+    pool: &SqlitePool,
+    id: SagaId,
+    lease: &Lease,
+    after: Duration,
+) -> Result<(), SagaStoreError> {
+    sqlx::query(
+        "update saga set lease_expires_ms = ?4
+         where id = ?1 and owner = ?2 and generation = ?3 and state in ('running', 'unwinding')",
+    )
+    .bind(id.as_uuid())
+    .bind(lease.owner.as_str())
+    .bind(lease.generation)
+    .bind(now_ms().saturating_add(ms(after)))
+    .execute(pool)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 pub(super) async fn release_all(
     pool: &SqlitePool,
     owner: &InstanceId,
