@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ArmError, empty_response, json_response, rfc3339};
 use crate::faults::{Effect, Injected};
+use crate::keys::SigningKey;
 use crate::providers::{self, Kind};
 use crate::resources::{self, ProviderPath};
 use crate::state::{CallRecord, OperationOutcome, State as Backend};
@@ -44,6 +45,11 @@ impl Call {
             .unwrap_or_else(|| "localhost".to_owned())
     }
 
+    /// `http://{Host}`: the mock's external base URL as this client sees it.
+    fn base(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
     fn api_version(&self) -> Option<String> {
         let query = self.query.as_deref()?;
         form_urlencoded::parse(query.as_bytes())
@@ -64,19 +70,35 @@ impl Call {
 /// The broad kind of a non-admin request.
 enum Route {
     Token { tenant: String },
+    OpenIdConfiguration { tenant: String },
+    Keys { tenant: String },
     Arm,
     Admin,
     Unknown,
 }
 
+impl Route {
+    /// Whether answering needs the signing key (which may still be being generated).
+    fn needs_key(&self) -> bool {
+        matches!(self, Route::Token { .. } | Route::Keys { .. })
+    }
+}
+
 fn classify(method: &Method, segments: &[String]) -> Route {
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let tenant = || segments[0].clone();
     match lower.as_slice() {
-        [_, "oauth2", "v2.0", "token"] if method == Method::POST => Route::Token {
-            tenant: segments[0].clone(),
-        },
-        ["subscriptions", ..] => Route::Arm,
+        [_, "oauth2", "v2.0", "token"] if method == Method::POST => {
+            Route::Token { tenant: tenant() }
+        }
+        [_, "v2.0", ".well-known", "openid-configuration"] if method == Method::GET => {
+            Route::OpenIdConfiguration { tenant: tenant() }
+        }
+        [_, "discovery", "v2.0", "keys"] if method == Method::GET => {
+            Route::Keys { tenant: tenant() }
+        }
+        ["subscriptions", ..] | ["providers", ..] => Route::Arm,
         ["admin", ..] => Route::Admin,
         _ => Route::Unknown,
     }
@@ -143,16 +165,23 @@ pub(crate) async fn handle(
         (state.call_started(record), fault)
     };
 
-    let (response, faulted) = match fault.map(|f| f.effect()) {
-        None => (process(&mock, &route, &call), false),
-        Some(Effect::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            (process(&mock, &route, &call), false)
-        }
+    let effect = fault.map(|f| f.effect());
+    if let Some(Effect::Delay(delay)) = &effect {
+        tokio::time::sleep(*delay).await;
+    }
+    let applies = !matches!(&effect, Some(Effect::Respond { after: false, .. }));
+    // Only the key-dependent routes wait for the key (possibly still being generated).
+    let key = if applies && route.needs_key() {
+        mock.signing_key().await.ok()
+    } else {
+        None
+    };
+    let (response, faulted) = match effect {
+        None | Some(Effect::Delay(_)) => (process(&mock, &route, &call, key.as_deref()), false),
         Some(Effect::Respond { injected, after }) => {
             if after {
                 // A lost response: the state change happens, the client sees the error.
-                drop(process(&mock, &route, &call));
+                drop(process(&mock, &route, &call, key.as_deref()));
             }
             (injected_response(&route, &injected), true)
         }
@@ -165,12 +194,17 @@ pub(crate) async fn handle(
 }
 
 /// Handles a call against the backend. The state lock is held only inside this synchronous call.
-fn process(mock: &MockAzure, route: &Route, call: &Call) -> Response {
+fn process(mock: &MockAzure, route: &Route, call: &Call, key: Option<&SigningKey>) -> Response {
     let now = Utc::now();
     let config = mock.config();
     let mut state = mock.lock();
+    let base = call.base();
     match route {
-        Route::Token { tenant } => auth::token(&mut state, config, tenant, &call.body, now),
+        Route::Token { tenant } => {
+            auth::token(&mut state, config, key, tenant, &call.body, &base, now)
+        }
+        Route::OpenIdConfiguration { tenant } => auth::openid_configuration(config, tenant, &base),
+        Route::Keys { tenant } => auth::jwks(&state, config, tenant, &base),
         Route::Arm => {
             arm(&mut state, config, call, now).unwrap_or_else(IntoResponse::into_response)
         }
@@ -196,7 +230,11 @@ fn injected_response(route: &Route, injected: &Injected) -> Response {
                 injected.rule_id
             ),
         });
-    let mut response = if let Route::Token { .. } = route {
+    let entra = matches!(
+        route,
+        Route::Token { .. } | Route::OpenIdConfiguration { .. } | Route::Keys { .. }
+    );
+    let mut response = if entra {
         let default = if matches!(status.as_u16(), 429 | 503) {
             "temporarily_unavailable"
         } else {

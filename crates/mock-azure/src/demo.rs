@@ -13,6 +13,8 @@ pub const TENANT_ID: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 pub const CLIENT_ID: &str = "tether-dev-client";
 /// Client secret of [`CLIENT_ID`]. A published demo value, not a secret.
 pub const CLIENT_SECRET: &str = "tether-dev-secret";
+/// Object id of [`CLIENT_ID`]'s service principal: `oid` and `sub` of its tokens.
+pub const CLIENT_OBJECT_ID: &str = "08e5fa31-2314-8299-b025-dd969cba3c96";
 /// The demo subscription.
 pub const SUBSCRIPTION_ID: &str = "11111111-2222-3333-4444-555555555555";
 /// The demo resource group name.
@@ -102,6 +104,14 @@ pub(crate) fn seed(state: &mut State, tenant_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_client_object_id_is_the_derived_one() {
+        assert_eq!(
+            crate::directory::derived_object_id(TENANT_ID, CLIENT_ID),
+            CLIENT_OBJECT_ID
+        );
+    }
 
     #[test]
     fn ids_are_consistent() {

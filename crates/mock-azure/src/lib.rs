@@ -18,11 +18,16 @@ mod admin;
 mod arm;
 mod auth;
 pub mod demo;
+mod directory;
 mod error;
 mod faults;
+mod keys;
 mod providers;
 mod resources;
 mod state;
+
+pub use auth::{MintError, TokenSpec};
+pub use directory::{Application, ApplicationSpec, RegisterError};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -143,7 +148,9 @@ impl MockAzure {
     /// Creates a backend holding the configured seed, or the contents of the state file when
     /// one is configured and exists. A state file that cannot be read is reported and ignored.
     pub fn new(config: Config) -> Self {
+        keys::prewarm();
         let mut state = State::default();
+        state.directory = directory::Directory::new(&config.tenant_id, &config.clients);
         match config.state_file.as_deref().map(load_state) {
             Some(Ok(Some(resources))) => state.resources = resources,
             Some(Err(e)) => {
@@ -202,6 +209,90 @@ impl MockAzure {
         let mut state = self.lock();
         state.clear_for_reset();
         seed(&mut state, &self.shared.config);
+    }
+
+    /// `{base_url}/{tenant}/v2.0`: the issuer (`iss`) of the tokens this mock signs when it is
+    /// reached at `base_url` (scheme and authority, e.g. `http://127.0.0.1:8090`).
+    pub fn issuer(&self, base_url: &str) -> String {
+        auth::issuer(base_url, &self.shared.config.tenant_id)
+    }
+
+    /// `{base_url}/{tenant}/discovery/v2.0/keys`: where the signing keys are published.
+    pub fn jwks_uri(&self, base_url: &str) -> String {
+        format!(
+            "{}/{}/discovery/v2.0/keys",
+            base_url.trim_end_matches('/'),
+            self.shared.config.tenant_id
+        )
+    }
+
+    /// Registers an application (service principal) that may then get tokens; same as
+    /// `POST /admin/applications`. The returned value includes the client secret.
+    pub fn register_application(
+        &self,
+        spec: ApplicationSpec,
+    ) -> Result<Application, RegisterError> {
+        let tenant = &self.shared.config.tenant_id;
+        self.lock().directory.register(tenant, spec)
+    }
+
+    /// Every application: the configured clients first, then the registered ones.
+    pub fn applications(&self) -> Vec<Application> {
+        self.lock().directory.list().to_vec()
+    }
+
+    /// Signs an access token for `client_id` with audience `audience`, valid from now for
+    /// `lifetime`, as if the mock reached at `base_url` had issued it (see [`Self::issuer`]).
+    pub async fn mint_token(
+        &self,
+        base_url: &str,
+        client_id: &str,
+        audience: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<String, MintError> {
+        let mut spec = TokenSpec::new(client_id, audience);
+        spec.lifetime_secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        self.mint_token_with(base_url, &spec).await
+    }
+
+    /// Signs an access token exactly as described (expired, not yet valid, extra claims...);
+    /// same as `POST /admin/tokens`. Waits for the signing key if it is still being generated.
+    pub async fn mint_token_with(
+        &self,
+        base_url: &str,
+        spec: &TokenSpec,
+    ) -> Result<String, MintError> {
+        let key = self.signing_key().await.map_err(|_| MintError::Signing)?;
+        let mut state = self.lock();
+        auth::mint(
+            &mut state,
+            &self.shared.config,
+            &key,
+            base_url,
+            spec,
+            chrono::Utc::now(),
+        )
+    }
+
+    /// Replaces the signing key with a freshly generated one and returns its `kid`. With
+    /// `keep_old` the previous key stays in the JWKS (its tokens stay valid); without it, only
+    /// the new key is published and tokens signed before are refused.
+    pub async fn rotate_signing_key(&self, keep_old: bool) -> Result<String, MintError> {
+        self.signing_key().await.map_err(|_| MintError::Signing)?;
+        let key = keys::fresh_key().await.map_err(|_| MintError::Signing)?;
+        let kid = key.kid.clone();
+        self.lock().keys.rotate(key, keep_old);
+        Ok(kid)
+    }
+
+    /// The current signing key, adopting the process's first key on first use.
+    pub(crate) async fn signing_key(&self) -> Result<Arc<keys::SigningKey>, keys::KeyError> {
+        if let Some(key) = self.lock().keys.current.clone() {
+            return Ok(key);
+        }
+        let first = keys::first_key().await?;
+        let mut state = self.lock();
+        Ok(state.keys.current.get_or_insert(first).clone())
     }
 
     /// Locks the state. A poisoned lock is recovered rather than wedging every later request:

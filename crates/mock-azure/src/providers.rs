@@ -209,7 +209,7 @@ fn generated_outbound_ips(id: &str) -> (String, String) {
 }
 
 /// FNV-1a: a stable hash (std's `DefaultHasher` output may change between Rust releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -83,6 +83,29 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A GET with another bearer token.
+    pub async fn get_with(&self, path: &str, token: &str) -> Response {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.client
+            .get(self.url(&format!("{path}{sep}api-version={API_VERSION}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The issuer of the tokens this server signs.
+    pub fn issuer(&self) -> String {
+        format!("{}/{}/v2.0", self.base, demo::TENANT_ID)
+    }
+
+    pub async fn applications_len(&self) -> usize {
+        self.admin_get("/admin/applications").await["value"]
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
     pub async fn delete(&self, path: &str) -> Response {
         self.arm(Method::DELETE, path).send().await.unwrap()
     }
