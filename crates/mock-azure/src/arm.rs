@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{ArmError, empty_response, json_response, rfc3339};
 use crate::faults::{Effect, Injected};
 use crate::keys::SigningKey;
-use crate::providers::{self, Kind};
+use crate::providers::{self, Kind, WriteMode};
 use crate::resources::{self, ProviderPath};
 use crate::state::{CallRecord, OperationOutcome, State as Backend};
 use crate::{Config, MockAzure, RequestId, auth};
@@ -415,10 +415,14 @@ fn provider(
     now: DateTime<Utc>,
 ) -> Result<Response, ArmError> {
     let tenant = &config.tenant_id;
+    // `$secret` and `$principals` entries are internal: no ARM route reaches them.
+    if path.rest.iter().any(|s| s.starts_with('$')) {
+        return Err(ArmError::no_route(call.method.as_str(), &call.raw_path));
+    }
     if !path.is_resource() {
         return match call.method {
             Method::GET => Ok(ok(&json!({ "value": resources::list(state, path)? }))),
-            Method::POST => action(state, call, path),
+            Method::POST => action(state, call, path, now),
             _ => Err(method_not_allowed(&call.method)),
         };
     }
@@ -437,35 +441,47 @@ fn provider(
             _ => Err(method_not_allowed(&call.method)),
         };
     }
+    let read = matches!(call.method, Method::GET | Method::HEAD);
+    if !read && providers::read_only(kind) {
+        return Err(method_not_allowed(&call.method));
+    }
+    let mode = providers::write_mode(kind);
+    let operation = |state: &mut Backend, outcome| {
+        let location = operation_location(state, path);
+        let op_id = state.start_operation(outcome, now);
+        OperationUrls::new(call, path, &location, &op_id, api_version)
+    };
     match call.method {
         Method::GET => Ok(ok(&resources::get(state, path)?)),
         Method::HEAD => resources::get(state, path).map(|_| empty_response(StatusCode::NO_CONTENT)),
         Method::PUT => {
             let written = resources::put(state, path, &call.object_body()?, tenant)?;
-            if providers::is_async(kind) {
-                let outcome = OperationOutcome::Put { key: path.key() };
-                Ok(accepted(state, call, path, outcome, api_version, now))
-            } else {
-                Ok(written_response(&written))
-            }
+            let outcome = OperationOutcome::Put { key: path.key() };
+            Ok(match mode {
+                WriteMode::Sync => written_response(&written),
+                WriteMode::Accepted => operation(state, outcome).accepted(),
+                WriteMode::AsyncWithBody => {
+                    let response = written_response(&written);
+                    operation(state, outcome).attach(response, false)
+                }
+            })
         }
-        Method::PATCH => Ok(ok(&resources::patch(
-            state,
-            path,
-            &call.object_body()?,
-            tenant,
-        )?)),
+        Method::PATCH => {
+            let patched = resources::patch(state, path, &call.object_body()?, tenant)?;
+            Ok(match mode {
+                WriteMode::AsyncWithBody => {
+                    let outcome = OperationOutcome::Put { key: path.key() };
+                    operation(state, outcome).accepted()
+                }
+                WriteMode::Sync | WriteMode::Accepted => ok(&patched),
+            })
+        }
         Method::DELETE => {
+            let location = operation_location(state, path);
             let existed = resources::delete(state, path)?;
-            if existed && providers::is_async(kind) {
-                Ok(accepted(
-                    state,
-                    call,
-                    path,
-                    OperationOutcome::Delete,
-                    api_version,
-                    now,
-                ))
+            if existed && mode != WriteMode::Sync {
+                let op_id = state.start_operation(OperationOutcome::Delete, now);
+                Ok(OperationUrls::new(call, path, &location, &op_id, api_version).accepted())
             } else {
                 Ok(deleted_response(existed))
             }
@@ -474,65 +490,95 @@ fn provider(
     }
 }
 
-/// POST on `{resource}/{action}`; only `config/appsettings/list` is served.
-fn action(state: &mut Backend, call: &Call, path: &ProviderPath) -> Result<Response, ArmError> {
+/// POST on `{resource}/{action}` (`listKeys`, `listSecrets`, `config/appsettings/list`...).
+fn action(
+    state: &mut Backend,
+    call: &Call,
+    path: &ProviderPath,
+    now: DateTime<Utc>,
+) -> Result<Response, ArmError> {
     let target = ProviderPath {
         rest: path.rest[..path.rest.len() - 1].to_vec(),
         ..path.clone()
     };
-    let is_list = path.name().eq_ignore_ascii_case("list");
-    match (target.is_resource().then(|| target.kind()), target.parent()) {
-        (Some(Kind::WebAppSettings), Some(site)) if is_list => {
-            Ok(ok(&providers::get_app_settings(state, &site)?))
-        }
-        _ => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
+    if !target.is_resource() {
+        return Err(ArmError::no_route(call.method.as_str(), &call.raw_path));
+    }
+    match providers::action(state, &target, path.name(), &call.body, now) {
+        Some(result) => Ok(ok(&result?)),
+        None => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
     }
 }
 
-/// `202 Accepted` for an asynchronous PUT or DELETE whose change is already applied.
-fn accepted(
-    state: &mut Backend,
-    call: &Call,
-    path: &ProviderPath,
-    outcome: OperationOutcome,
-    api_version: &str,
-    now: DateTime<Utc>,
-) -> Response {
-    let location = path
-        .parent()
-        .and_then(|server| state.resources.get(&server.key()))
-        .and_then(|server| server["location"].as_str())
-        .unwrap_or("global")
-        .to_owned();
-    let namespace = providers::canonical_type(path.kind())
-        .and_then(|t| t.split('/').next())
-        .unwrap_or(&path.namespace)
-        .to_owned();
-    let op_id = state.start_operation(outcome, now);
-    let base = format!(
-        "http://{}/subscriptions/{}/providers/{namespace}/locations/{location}",
-        call.host(),
-        path.sub
-    );
-    let query: String = form_urlencoded::byte_serialize(api_version.as_bytes()).collect();
-    let mut response = empty_response(StatusCode::ACCEPTED);
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            "azure-asyncoperation",
-            format!("{base}/azureAsyncOperation/{op_id}?api-version={query}"),
-        ),
-        (
-            header::LOCATION.as_str(),
-            format!("{base}/operationResults/{op_id}?api-version={query}"),
-        ),
-        (header::RETRY_AFTER.as_str(), "1".to_owned()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+/// The location in operation URLs: the resource's own, else its nearest parent's, else
+/// `global`.
+fn operation_location(state: &Backend, path: &ProviderPath) -> String {
+    let mut current = Some(path.clone());
+    while let Some(p) = current {
+        if let Some(location) = state
+            .resources
+            .get(&p.key())
+            .and_then(|r| r["location"].as_str())
+        {
+            return location.to_owned();
+        }
+        current = p.parent();
+    }
+    "global".to_owned()
+}
+
+/// The `Azure-AsyncOperation` and `Location` URLs of an operation whose change is applied.
+struct OperationUrls {
+    status: String,
+    result: String,
+}
+
+impl OperationUrls {
+    fn new(
+        call: &Call,
+        path: &ProviderPath,
+        location: &str,
+        op_id: &str,
+        api_version: &str,
+    ) -> Self {
+        let namespace = providers::canonical_type(path.kind())
+            .and_then(|t| t.split('/').next())
+            .unwrap_or(&path.namespace)
+            .to_owned();
+        let base = format!(
+            "{}/subscriptions/{}/providers/{namespace}/locations/{location}",
+            call.base(),
+            path.sub
+        );
+        let query: String = form_urlencoded::byte_serialize(api_version.as_bytes()).collect();
+        Self {
+            status: format!("{base}/azureAsyncOperation/{op_id}?api-version={query}"),
+            result: format!("{base}/operationResults/{op_id}?api-version={query}"),
         }
     }
-    response
+
+    /// `202 Accepted` without a body.
+    fn accepted(self) -> Response {
+        self.attach(empty_response(StatusCode::ACCEPTED), true)
+    }
+
+    /// Adds `Azure-AsyncOperation`, `Retry-After` and (optionally) `Location`.
+    fn attach(self, mut response: Response, with_location: bool) -> Response {
+        let headers = response.headers_mut();
+        let mut values = vec![
+            ("azure-asyncoperation", self.status),
+            (header::RETRY_AFTER.as_str(), "1".to_owned()),
+        ];
+        if with_location {
+            values.push((header::LOCATION.as_str(), self.result));
+        }
+        for (name, value) in values {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
 }
 
 /// The status (`azureAsyncOperation`) and result (`operationResults`) URLs of an operation.

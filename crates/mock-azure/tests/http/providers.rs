@@ -54,20 +54,22 @@ async fn sites_get_computed_fields_and_stable_identities() {
     assert_eq!(enabled["identity"]["tenantId"], demo::TENANT_ID);
     let tagged = json(server.patch(&path, json!({"tags": {"t": "1"}})).await).await;
     assert_eq!(tagged["identity"]["principalId"], principal.as_str());
-    let uai = "/subscriptions/x/resourceGroups/y/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u";
-    let both = json(
-        server
-            .put(
-                &path,
-                json!({"location": "westus", "identity": {"type": "SystemAssigned, UserAssigned",
-                    "userAssignedIdentities": {uai: {}}}}),
-            )
-            .await,
-    )
-    .await;
+    // A user-assigned identity must exist; the entry reports the identity's own ids.
+    let uai = in_demo_rg("Microsoft.ManagedIdentity/userAssignedIdentities/u");
+    let with_uai = |uai: &str| {
+        json!({"location": "westus", "identity": {"type": "SystemAssigned, UserAssigned",
+            "userAssignedIdentities": {uai: {}}}})
+    };
+    let missing = server.put(&path, with_uai(&uai)).await;
+    expect_error(missing, 400, "FailedIdentityOperation").await;
+    let identity = json(server.put(&uai, json!({"location": "westus"})).await).await;
+    let both = json(server.put(&path, with_uai(&uai)).await).await;
     assert_eq!(both["identity"]["principalId"], principal.as_str());
-    assert!(both["identity"]["userAssignedIdentities"][uai]["clientId"].is_string());
-    assert!(both["identity"]["userAssignedIdentities"][uai]["principalId"].is_string());
+    assert_eq!(
+        both["identity"]["userAssignedIdentities"][&uai],
+        json!({"principalId": identity["properties"]["principalId"],
+            "clientId": identity["properties"]["clientId"]})
+    );
     assert_eq!(server.state().await[path.to_lowercase()], both);
 
     let disabled = json(
