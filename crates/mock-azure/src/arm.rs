@@ -10,13 +10,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::auth::Audience;
 use crate::error::{ArmError, empty_response, json_response, rfc3339};
 use crate::faults::{Effect, Injected};
 use crate::keys::SigningKey;
 use crate::providers::{self, Kind, WriteMode};
 use crate::resources::{self, ProviderPath};
 use crate::state::{CallRecord, OperationOutcome, State as Backend};
-use crate::{Config, MockAzure, RequestId, auth};
+use crate::{Config, MockAzure, RequestId, auth, authorization, dataplane};
 
 /// Largest request body the mock reads.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -72,6 +73,7 @@ enum Route {
     Token { tenant: String },
     OpenIdConfiguration { tenant: String },
     Keys { tenant: String },
+    DataPlaneSql,
     Arm,
     Admin,
     Unknown,
@@ -98,6 +100,7 @@ fn classify(method: &Method, segments: &[String]) -> Route {
         [_, "discovery", "v2.0", "keys"] if method == Method::GET => {
             Route::Keys { tenant: tenant() }
         }
+        ["dataplane", "sql"] if method == Method::POST => Route::DataPlaneSql,
         ["subscriptions", ..] | ["providers", ..] => Route::Arm,
         ["admin", ..] => Route::Admin,
         _ => Route::Unknown,
@@ -205,6 +208,13 @@ fn process(mock: &MockAzure, route: &Route, call: &Call, key: Option<&SigningKey
         }
         Route::OpenIdConfiguration { tenant } => auth::openid_configuration(config, tenant, &base),
         Route::Keys { tenant } => auth::jwks(&state, config, tenant, &base),
+        Route::DataPlaneSql => {
+            let host = call.host();
+            match auth::check_bearer(&state, config, &call.headers, &host, Audience::Any, now) {
+                Ok(()) => dataplane::run(&mut state, &call.body),
+                Err(e) => e.into_response(),
+            }
+        }
         Route::Arm => {
             arm(&mut state, config, call, now).unwrap_or_else(IntoResponse::into_response)
         }
@@ -303,12 +313,19 @@ fn arm(
     call: &Call,
     now: DateTime<Utc>,
 ) -> Result<Response, ArmError> {
-    auth::check_bearer(state, config, &call.headers, &call.host(), now)?;
+    auth::check_bearer(
+        state,
+        config,
+        &call.headers,
+        &call.host(),
+        Audience::Arm,
+        now,
+    )?;
     let api_version = call.api_version().ok_or_else(missing_api_version)?;
     let s = &call.segments;
     let lower: Vec<String> = s.iter().map(|x| x.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    if let Some(sub) = s.get(1) {
+    if let Some(sub) = s.get(1).filter(|_| lower[0] == "subscriptions") {
         let is_guid = sub.len() == 36 && uuid::Uuid::try_parse(sub).is_ok();
         if !is_guid {
             return Err(ArmError::bad_request(
@@ -316,6 +333,26 @@ fn arm(
                 format!("The provided subscription identifier '{sub}' is malformed or invalid."),
             ));
         }
+    }
+    let is_operation = matches!(
+        lower.as_slice(),
+        ["subscriptions", _, "providers", _, "locations", _, _, _]
+    );
+    if let Some((scope, rest)) = authorization::split(s).filter(|_| !is_operation) {
+        let answer = authorization::handle(
+            state,
+            &call.method,
+            call.query.as_deref(),
+            &call.body,
+            &scope,
+            &rest,
+            now,
+        )?;
+        return match answer {
+            Some((status, Some(body))) => Ok(json_response(status, &body)),
+            Some((status, None)) => Ok(empty_response(status)),
+            None => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
+        };
     }
     match lower.as_slice() {
         ["subscriptions", _] if call.method == Method::GET => Ok(ok(&json!({

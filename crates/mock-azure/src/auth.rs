@@ -380,14 +380,24 @@ fn tenant_not_found(tenant: &str) -> Response {
     )
 }
 
+/// Which `aud` a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// ARM's audiences or the mock's own base URL.
+    Arm,
+    /// Any audience (the data plane: database tokens have their own).
+    Any,
+}
+
 /// Requires `Authorization: Bearer <token>`: one of [`Config::accepted_tokens`], or a JWT of
-/// this mock (published key, unexpired, valid now, issuer of this tenant, ARM or mock audience,
+/// this mock (published key, unexpired, valid now, issuer of this tenant, accepted audience,
 /// not revoked).
 pub(crate) fn check_bearer(
     state: &State,
     config: &Config,
     headers: &HeaderMap,
     host: &str,
+    audience: Audience,
     now: DateTime<Utc>,
 ) -> Result<(), ArmError> {
     let challenge = |description: &str| {
@@ -486,7 +496,7 @@ pub(crate) fn check_bearer(
     let accepted_audience = audiences
         .iter()
         .any(|aud| ARM_AUDIENCES.contains(aud) || own.iter().any(|o| o == aud));
-    if !accepted_audience {
+    if audience == Audience::Arm && !accepted_audience {
         return Err(unauthorized(
             "InvalidAuthenticationTokenAudience",
             format!(

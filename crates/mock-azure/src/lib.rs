@@ -17,6 +17,8 @@
 mod admin;
 mod arm;
 mod auth;
+mod authorization;
+mod dataplane;
 pub mod demo;
 mod directory;
 mod error;
@@ -132,6 +134,8 @@ pub struct MockAzure {
 
 struct Shared {
     config: Config,
+    /// The seeded resources, restored by a reset.
+    seeded: BTreeMap<String, Value>,
     /// All mutable state. A std mutex: it is only ever locked inside synchronous code, never
     /// across an `.await`.
     state: Mutex<State>,
@@ -149,19 +153,21 @@ impl MockAzure {
     /// one is configured and exists. A state file that cannot be read is reported and ignored.
     pub fn new(config: Config) -> Self {
         keys::prewarm();
+        let seeded = seed(&config);
         let mut state = State::default();
         state.directory = directory::Directory::new(&config.tenant_id, &config.clients);
         match config.state_file.as_deref().map(load_state) {
             Some(Ok(Some(resources))) => state.resources = resources,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "the mock state file is unreadable; starting from the seed");
-                seed(&mut state, &config);
+                state.resources = seeded.clone();
             }
-            Some(Ok(None)) | None => seed(&mut state, &config),
+            Some(Ok(None)) | None => state.resources = seeded.clone(),
         }
         Self {
             shared: Arc::new(Shared {
                 config,
+                seeded,
                 state: Mutex::new(state),
                 persist: tokio::sync::Mutex::new(()),
             }),
@@ -203,12 +209,13 @@ impl MockAzure {
         self.lock().resources.clone()
     }
 
-    /// Restores the configured seed and clears fault rules, recorded calls and pending
-    /// operations; issued tokens stay valid. Same as `POST /admin/reset`.
+    /// Restores the configured seed exactly as it was made at start (same generated keys and
+    /// identity ids) and clears fault rules, recorded calls and pending operations; the
+    /// directory, issued tokens and signing keys stay. Same as `POST /admin/reset`.
     pub fn reset(&self) {
         let mut state = self.lock();
         state.clear_for_reset();
-        seed(&mut state, &self.shared.config);
+        state.resources = self.shared.seeded.clone();
     }
 
     /// `{base_url}/{tenant}/v2.0`: the issuer (`iss`) of the tokens this mock signs when it is
@@ -344,11 +351,15 @@ async fn persist(Extract(mock): Extract<MockAzure>, request: Request, next: Next
     response
 }
 
-fn seed(state: &mut State, config: &Config) {
+/// The resources of the configured seed (generated once per mock, so a reset restores the
+/// very same keys and ids).
+fn seed(config: &Config) -> BTreeMap<String, Value> {
+    let mut state = State::default();
     match config.seed {
         Seed::Empty => {}
-        Seed::Demo => demo::seed(state, &config.tenant_id),
+        Seed::Demo => demo::seed(&mut state, &config.tenant_id),
     }
+    state.resources
 }
 
 /// Middleware: mints the request id, exposes it to handlers, and sets the id headers.

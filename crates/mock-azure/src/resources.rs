@@ -388,8 +388,14 @@ fn build(
 /// Writes a resource and what the provider stores beside it.
 fn store(state: &mut State, key: &str, resource: &Value, extras: providers::Extras) {
     state.resources.insert(key.to_owned(), resource.clone());
-    if let Some(secret) = extras.secret {
-        state.resources.insert(providers::secret_key(key), secret);
+    match extras.secret {
+        Some(Value::Null) => {
+            state.resources.remove(&providers::secret_key(key));
+        }
+        Some(secret) => {
+            state.resources.insert(providers::secret_key(key), secret);
+        }
+        None => {}
     }
     for (entry_key, entry) in extras.entries {
         state.resources.insert(entry_key, entry);

@@ -80,7 +80,11 @@ pub(super) fn finalize(
         || ctx.kept("/properties/configuration/secrets").as_ref() != Some(&Value::Array(visible))
         || previous_values != values;
     let mut extras = Extras {
-        secret: Some(json!({ "values": values })),
+        secret: Some(if values.is_empty() {
+            Value::Null
+        } else {
+            json!({ "values": values })
+        }),
         entries: Vec::new(),
     };
     let latest = if changed {

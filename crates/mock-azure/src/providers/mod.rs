@@ -264,7 +264,8 @@ impl Ctx<'_> {
 /// What a write stores beside the resource itself.
 #[derive(Debug, Default)]
 pub(crate) struct Extras {
-    /// New secret material for `{key}/$secret` (`None`: leave it as it is).
+    /// New secret material for `{key}/$secret` (`None`: leave it as it is; `Some(Null)`:
+    /// remove it).
     pub(crate) secret: Option<Value>,
     /// Other entries to write by state key: default children, their secrets, revisions.
     pub(crate) entries: Vec<(String, Value)>,
