@@ -193,9 +193,10 @@ pub(super) fn finalize_network_rule_set(
 /// The keys of a rule, with connection strings, as `listKeys` returns them.
 fn keys_view(rule: &ProviderPath, secret: &Value) -> Value {
     let namespace = rule.rest.get(1).map_or("", String::as_str).to_lowercase();
-    let entity = (rule.rest.len() > 4)
-        .then(|| format!(";EntityPath={}", rule.rest[3]))
-        .unwrap_or_default();
+    let entity = match rule.rest.get(3).filter(|_| rule.rest.len() > 4) {
+        Some(entity) => format!(";EntityPath={entity}"),
+        None => String::new(),
+    };
     let name = rule.name();
     let connection = |key: &Value| {
         format!(

@@ -1,11 +1,11 @@
 //! Microsoft.Web and Microsoft.DBforPostgreSQL specifics: computed fields, identity, app
 //! settings, firewall rules and databases as long-running operations.
 
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{Value, json};
 use tether_mock_azure::demo;
 
-use crate::support::{TestServer, expect_error, in_demo_rg, json};
+use crate::support::{TestServer, accepted, expect_error, in_demo_rg, json};
 
 #[tokio::test]
 async fn sites_get_computed_fields_and_stable_identities() {
@@ -163,14 +163,6 @@ async fn postgres_servers_hide_the_password_and_compute_fields() {
     );
     assert_eq!(created["properties"]["state"], "Ready");
     assert!(!server.state().await.to_string().contains("hunter2"));
-}
-
-/// Checks a 202 and returns the (Azure-AsyncOperation, Location) URLs.
-fn accepted(response: &Response) -> (String, String) {
-    assert_eq!(response.status(), 202);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
-    (header("azure-asyncoperation"), header("location"))
 }
 
 #[tokio::test]
