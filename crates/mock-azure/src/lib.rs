@@ -1,18 +1,24 @@
 //! `tether-mock-azure`: a real, stateful, in-memory HTTP server that speaks the Azure Resource
-//! Manager (ARM) and Entra ID token shapes for the resources Tether's adapters manage
-//! (App Service sites and their app settings, PostgreSQL flexible servers, their databases and
-//! firewall rules, resource groups, and any other resource stored generically).
+//! Manager (ARM) and Entra ID shapes for the resources Tether's adapters manage: sources (App
+//! Service and Functions sites, Container Apps, user-assigned identities), targets (PostgreSQL,
+//! MySQL, Azure SQL, Storage, Key Vault, Service Bus, Redis, Cosmos DB, App Configuration),
+//! `Microsoft.Authorization` role assignments at any scope, a small SQL data plane for database
+//! principals, and any other resource stored generically. Its token endpoint issues RS256 JWTs
+//! verifiable with its JWKS.
 //!
 //! It is embedded in-process by `tether dev`, run standalone by `tether mock-azure`, and used by
 //! end-to-end tests through its unauthenticated `/admin` API (fault injection, recorded calls,
-//! state snapshots, reset). See `docs/mock-azure.md` for the HTTP surface.
+//! state snapshots, reset, applications, token minting, key rotation). See
+//! `docs/mock-azure.md` for the HTTP surface.
 //!
 //! This crate must never depend on another tether crate: adapters must not be able to tell it
 //! from Azure, so it shares no code with them.
 //!
 //! Module map: `arm` dispatches and routes requests, `resources` holds generic resource
-//! semantics, `providers` the Web/PostgreSQL specifics, `auth` the token endpoint, `faults` the
-//! fault rules, `admin` the admin API, `state` the backend, `demo` the demo seed.
+//! semantics, `providers` the per-namespace specifics, `authorization` role assignments and
+//! definitions, `dataplane` the SQL data plane, `auth` the Entra ID endpoints and bearer checks,
+//! `keys` the signing keys, `directory` the applications, `faults` the fault rules, `admin` the
+//! admin API, `state` the backend, `demo` the demo seed.
 
 mod admin;
 mod arm;
@@ -203,8 +209,10 @@ impl MockAzure {
         &self.shared.config
     }
 
-    /// Every stored resource keyed by its lower-cased id, as `GET /admin/state` returns it:
-    /// resource groups, resources, and each site's `.../config/appsettings`. Deterministic order.
+    /// Every stored entry keyed by its lower-cased id, as `GET /admin/state` returns it: resource
+    /// groups, resources, each site's `.../config/appsettings`, container app revisions, role
+    /// assignments, and the internal `{id}/$secret` (keys, secret values) and
+    /// `{id}/$principals/{name}` (database users) entries. Deterministic order.
     pub fn snapshot(&self) -> BTreeMap<String, Value> {
         self.lock().resources.clone()
     }

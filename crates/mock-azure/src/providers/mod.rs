@@ -348,7 +348,7 @@ pub(crate) fn finalize(
 }
 
 /// Resources that exist without being stored (Redis `databases/{n}`, Cosmos built-in role
-/// definitions). `Ok(None)`: not a virtual resource; errors when the parent is missing.
+/// definitions); `None` when the path is no such resource (or its parent is missing).
 pub(crate) fn virtual_get(state: &State, path: &ProviderPath) -> Option<Value> {
     match path.kind() {
         Kind::RedisDatabase => redis::database(state, path),
@@ -466,7 +466,8 @@ pub(crate) fn is_ipv4_or_cidr(value: &str, max_prefix: u8) -> bool {
     }
 }
 
-/// The `{field}` array of objects at `properties.{array}` (absent or null: empty).
+/// The objects of the array `object[field]` (absent or null: none); `Err` when it is not an
+/// array of objects.
 pub(crate) fn object_array<'a>(
     object: &'a Map<String, Value>,
     field: &str,

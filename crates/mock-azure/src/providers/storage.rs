@@ -12,12 +12,12 @@ use crate::error::{ArmError, rfc3339};
 use crate::resources::ProviderPath;
 use crate::state::State;
 
-/// The default services every account has, with their type suffix and default properties.
-const SERVICES: [(&str, &str); 4] = [
-    ("blobServices", "blobServices"),
-    ("queueServices", "queueServices"),
-    ("tableServices", "tableServices"),
-    ("fileServices", "fileServices"),
+/// The default services every account has (each with one child, `default`).
+const SERVICES: [&str; 4] = [
+    "blobServices",
+    "queueServices",
+    "tableServices",
+    "fileServices",
 ];
 
 /// An account: name rules, sku/kind defaults, endpoints, network ACLs; creates the default
@@ -80,7 +80,7 @@ pub(super) fn finalize_account(
     if ctx.secret().is_none() {
         extras.secret = Some(new_keys(ctx.now));
     }
-    for (collection, type_suffix) in SERVICES {
+    for collection in SERVICES {
         let service_key = format!("{key}/{}/default", collection.to_lowercase());
         if !ctx.state.resources.contains_key(&service_key) {
             let mut properties = json!({"cors": {"corsRules": []}});
@@ -93,7 +93,7 @@ pub(super) fn finalize_account(
                 json!({
                     "id": format!("{id}/{collection}/default"),
                     "name": "default",
-                    "type": format!("Microsoft.Storage/storageAccounts/{type_suffix}"),
+                    "type": format!("Microsoft.Storage/storageAccounts/{collection}"),
                     "properties": properties,
                 }),
             ));
@@ -156,8 +156,8 @@ pub(super) fn finalize_service(
     let collection = ctx.path.rest[ctx.path.rest.len() - 2].clone();
     let canonical = SERVICES
         .iter()
-        .find(|(c, _)| c.eq_ignore_ascii_case(&collection))
-        .map_or(collection.as_str(), |(_, t)| t);
+        .find(|c| c.eq_ignore_ascii_case(&collection))
+        .map_or(collection.as_str(), |c| c);
     resource.insert(
         "type".into(),
         format!("Microsoft.Storage/storageAccounts/{canonical}").into(),
