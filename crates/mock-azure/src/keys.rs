@@ -173,3 +173,42 @@ impl KeyRing {
             .and_then(|key| key.verify(token))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn signed_tokens_verify_only_with_published_keys() {
+        let first = Arc::new(SigningKey::generate().unwrap());
+        let second = Arc::new(SigningKey::generate().unwrap());
+        assert_ne!(first.kid, second.kid);
+        let token = first.sign(&json!({"sub": "x"})).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(first.kid.as_str()));
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+
+        let mut ring = KeyRing::default();
+        assert!(ring.verify(&token).is_none(), "no key published yet");
+        ring.rotate(first.clone(), false);
+        assert_eq!(ring.verify(&token).unwrap()["sub"], "x");
+        ring.rotate(second.clone(), true);
+        assert_eq!(ring.published().count(), 2);
+        assert!(ring.verify(&token).is_some(), "kept keys still verify");
+        ring.rotate(Arc::new(SigningKey::generate().unwrap()), false);
+        assert_eq!(ring.published().count(), 1);
+        assert!(ring.verify(&token).is_none(), "dropped keys do not");
+        // A token signed by another key under a published kid fails the signature check.
+        let forged = second.sign(&json!({"sub": "x"})).unwrap();
+        let mut parts: Vec<&str> = forged.split('.').collect();
+        let own = first.sign(&json!({"sub": "x"})).unwrap();
+        parts[0] = own.split('.').next().unwrap();
+        let mut only_first = KeyRing::default();
+        only_first.rotate(first, false);
+        assert!(only_first.verify(&parts.join(".")).is_none());
+        let jwk = second.jwk("iss");
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["e"], "AQAB");
+    }
+}
