@@ -59,10 +59,13 @@ use crate::state::State;
 pub struct Config {
     /// The only tenant the token endpoint serves (`POST /{tenant_id}/oauth2/v2.0/token`).
     pub tenant_id: String,
-    /// Client credentials the token endpoint accepts.
+    /// Client credentials the token endpoint accepts. Each is an application whose service
+    /// principal object id (`oid` of its tokens) is derived from the tenant and client id, so it
+    /// is the same in every run; more can be registered at run time
+    /// ([`MockAzure::register_application`]).
     pub clients: Vec<ClientCredential>,
-    /// Extra bearer tokens accepted on ARM routes without going through the token endpoint
-    /// (`tether dev` passes its dev token here). They never expire.
+    /// Extra opaque bearer tokens accepted on ARM routes and the data plane besides the mock's
+    /// own JWTs (`tether dev` passes its dev token here). They never expire.
     pub accepted_tokens: Vec<String>,
     /// What the backend contains at start and after `POST /admin/reset`.
     pub seed: Seed,

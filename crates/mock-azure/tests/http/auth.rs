@@ -571,3 +571,50 @@ async fn unknown_paths_are_arm_not_found() {
         .unwrap();
     expect_error(response, 404, "NotFound").await;
 }
+
+#[tokio::test]
+async fn the_mock_itself_is_an_accepted_audience_and_its_keys_can_be_faulted() {
+    let server = TestServer::demo().await;
+    // What a client derives from its endpoint: `{endpoint}/.default`.
+    let response = server
+        .client
+        .post(server.url(&format!("/{}/oauth2/v2.0/token", demo::TENANT_ID)))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", demo::CLIENT_ID),
+            ("client_secret", demo::CLIENT_SECRET),
+            ("scope", &format!("{}/.default", server.base)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let token = json(response).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (claims, _) = verify(&server, &token, &server.base).await;
+    assert_eq!(claims["aud"], server.base);
+    assert_eq!(
+        server
+            .get_with(demo::RESOURCE_GROUP_ID, &token)
+            .await
+            .status(),
+        200
+    );
+
+    let keys = format!("/{}/discovery/v2.0/keys", demo::TENANT_ID);
+    server
+        .add_fault(json!({"method": "GET", "path": keys, "count": 1,
+            "action": {"fail": {"status": 503}}}))
+        .await;
+    let response = server.client.get(server.url(&keys)).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(json(response).await["error"], "temporarily_unavailable");
+    assert_eq!(
+        server.admin_get(&keys).await["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
