@@ -10,12 +10,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::auth::Audience;
 use crate::error::{ArmError, empty_response, json_response, rfc3339};
 use crate::faults::{Effect, Injected};
-use crate::providers::{self, Kind};
+use crate::keys::SigningKey;
+use crate::providers::{self, Kind, WriteMode};
 use crate::resources::{self, ProviderPath};
 use crate::state::{CallRecord, OperationOutcome, State as Backend};
-use crate::{Config, MockAzure, RequestId, auth};
+use crate::{Config, MockAzure, RequestId, auth, authorization, dataplane};
 
 /// Largest request body the mock reads.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -44,6 +46,11 @@ impl Call {
             .unwrap_or_else(|| "localhost".to_owned())
     }
 
+    /// `http://{Host}`: the mock's external base URL as this client sees it.
+    fn base(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
     fn api_version(&self) -> Option<String> {
         let query = self.query.as_deref()?;
         form_urlencoded::parse(query.as_bytes())
@@ -64,19 +71,37 @@ impl Call {
 /// The broad kind of a non-admin request.
 enum Route {
     Token { tenant: String },
+    OpenIdConfiguration { tenant: String },
+    Keys { tenant: String },
+    DataPlaneSql,
     Arm,
     Admin,
     Unknown,
 }
 
+impl Route {
+    /// Whether answering needs the signing key (which may still be being generated).
+    fn needs_key(&self) -> bool {
+        matches!(self, Route::Token { .. } | Route::Keys { .. })
+    }
+}
+
 fn classify(method: &Method, segments: &[String]) -> Route {
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let tenant = || segments[0].clone();
     match lower.as_slice() {
-        [_, "oauth2", "v2.0", "token"] if method == Method::POST => Route::Token {
-            tenant: segments[0].clone(),
-        },
-        ["subscriptions", ..] => Route::Arm,
+        [_, "oauth2", "v2.0", "token"] if method == Method::POST => {
+            Route::Token { tenant: tenant() }
+        }
+        [_, "v2.0", ".well-known", "openid-configuration"] if method == Method::GET => {
+            Route::OpenIdConfiguration { tenant: tenant() }
+        }
+        [_, "discovery", "v2.0", "keys"] if method == Method::GET => {
+            Route::Keys { tenant: tenant() }
+        }
+        ["dataplane", "sql"] if method == Method::POST => Route::DataPlaneSql,
+        ["subscriptions", ..] | ["providers", ..] => Route::Arm,
         ["admin", ..] => Route::Admin,
         _ => Route::Unknown,
     }
@@ -143,16 +168,23 @@ pub(crate) async fn handle(
         (state.call_started(record), fault)
     };
 
-    let (response, faulted) = match fault.map(|f| f.effect()) {
-        None => (process(&mock, &route, &call), false),
-        Some(Effect::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            (process(&mock, &route, &call), false)
-        }
+    let effect = fault.map(|f| f.effect());
+    if let Some(Effect::Delay(delay)) = &effect {
+        tokio::time::sleep(*delay).await;
+    }
+    let applies = !matches!(&effect, Some(Effect::Respond { after: false, .. }));
+    // Only the key-dependent routes wait for the key (possibly still being generated).
+    let key = if applies && route.needs_key() {
+        mock.signing_key().await.ok()
+    } else {
+        None
+    };
+    let (response, faulted) = match effect {
+        None | Some(Effect::Delay(_)) => (process(&mock, &route, &call, key.as_deref()), false),
         Some(Effect::Respond { injected, after }) => {
             if after {
                 // A lost response: the state change happens, the client sees the error.
-                drop(process(&mock, &route, &call));
+                drop(process(&mock, &route, &call, key.as_deref()));
             }
             (injected_response(&route, &injected), true)
         }
@@ -165,12 +197,24 @@ pub(crate) async fn handle(
 }
 
 /// Handles a call against the backend. The state lock is held only inside this synchronous call.
-fn process(mock: &MockAzure, route: &Route, call: &Call) -> Response {
+fn process(mock: &MockAzure, route: &Route, call: &Call, key: Option<&SigningKey>) -> Response {
     let now = Utc::now();
     let config = mock.config();
     let mut state = mock.lock();
+    let base = call.base();
     match route {
-        Route::Token { tenant } => auth::token(&mut state, config, tenant, &call.body, now),
+        Route::Token { tenant } => {
+            auth::token(&mut state, config, key, tenant, &call.body, &base, now)
+        }
+        Route::OpenIdConfiguration { tenant } => auth::openid_configuration(config, tenant, &base),
+        Route::Keys { tenant } => auth::jwks(&state, config, tenant, &base),
+        Route::DataPlaneSql => {
+            let host = call.host();
+            match auth::check_bearer(&state, config, &call.headers, &host, Audience::Any, now) {
+                Ok(()) => dataplane::run(&mut state, &call.body),
+                Err(e) => e.into_response(),
+            }
+        }
         Route::Arm => {
             arm(&mut state, config, call, now).unwrap_or_else(IntoResponse::into_response)
         }
@@ -196,7 +240,11 @@ fn injected_response(route: &Route, injected: &Injected) -> Response {
                 injected.rule_id
             ),
         });
-    let mut response = if let Route::Token { .. } = route {
+    let entra = matches!(
+        route,
+        Route::Token { .. } | Route::OpenIdConfiguration { .. } | Route::Keys { .. }
+    );
+    let mut response = if entra {
         let default = if matches!(status.as_u16(), 429 | 503) {
             "temporarily_unavailable"
         } else {
@@ -265,12 +313,19 @@ fn arm(
     call: &Call,
     now: DateTime<Utc>,
 ) -> Result<Response, ArmError> {
-    auth::check_bearer(state, config, &call.headers, &call.host(), now)?;
+    auth::check_bearer(
+        state,
+        config,
+        &call.headers,
+        &call.host(),
+        Audience::Arm,
+        now,
+    )?;
     let api_version = call.api_version().ok_or_else(missing_api_version)?;
     let s = &call.segments;
     let lower: Vec<String> = s.iter().map(|x| x.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    if let Some(sub) = s.get(1) {
+    if let Some(sub) = s.get(1).filter(|_| lower[0] == "subscriptions") {
         let is_guid = sub.len() == 36 && uuid::Uuid::try_parse(sub).is_ok();
         if !is_guid {
             return Err(ArmError::bad_request(
@@ -278,6 +333,26 @@ fn arm(
                 format!("The provided subscription identifier '{sub}' is malformed or invalid."),
             ));
         }
+    }
+    let is_operation = matches!(
+        lower.as_slice(),
+        ["subscriptions", _, "providers", _, "locations", _, _, _]
+    );
+    if let Some((scope, rest)) = authorization::split(s).filter(|_| !is_operation) {
+        let answer = authorization::handle(
+            state,
+            &call.method,
+            call.query.as_deref(),
+            &call.body,
+            &scope,
+            &rest,
+            now,
+        )?;
+        return match answer {
+            Some((status, Some(body))) => Ok(json_response(status, &body)),
+            Some((status, None)) => Ok(empty_response(status)),
+            None => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
+        };
     }
     match lower.as_slice() {
         ["subscriptions", _] if call.method == Method::GET => Ok(ok(&json!({
@@ -377,10 +452,14 @@ fn provider(
     now: DateTime<Utc>,
 ) -> Result<Response, ArmError> {
     let tenant = &config.tenant_id;
+    // `$secret` and `$principals` entries are internal: no ARM route reaches them.
+    if path.rest.iter().any(|s| s.starts_with('$')) {
+        return Err(ArmError::no_route(call.method.as_str(), &call.raw_path));
+    }
     if !path.is_resource() {
         return match call.method {
             Method::GET => Ok(ok(&json!({ "value": resources::list(state, path)? }))),
-            Method::POST => action(state, call, path),
+            Method::POST => action(state, call, path, now),
             _ => Err(method_not_allowed(&call.method)),
         };
     }
@@ -399,35 +478,47 @@ fn provider(
             _ => Err(method_not_allowed(&call.method)),
         };
     }
+    let read = matches!(call.method, Method::GET | Method::HEAD);
+    if !read && providers::read_only(kind) {
+        return Err(method_not_allowed(&call.method));
+    }
+    let mode = providers::write_mode(kind);
+    let operation = |state: &mut Backend, outcome| {
+        let location = operation_location(state, path);
+        let op_id = state.start_operation(outcome, now);
+        OperationUrls::new(call, path, &location, &op_id, api_version)
+    };
     match call.method {
         Method::GET => Ok(ok(&resources::get(state, path)?)),
         Method::HEAD => resources::get(state, path).map(|_| empty_response(StatusCode::NO_CONTENT)),
         Method::PUT => {
             let written = resources::put(state, path, &call.object_body()?, tenant)?;
-            if providers::is_async(kind) {
-                let outcome = OperationOutcome::Put { key: path.key() };
-                Ok(accepted(state, call, path, outcome, api_version, now))
-            } else {
-                Ok(written_response(&written))
-            }
+            let outcome = OperationOutcome::Put { key: path.key() };
+            Ok(match mode {
+                WriteMode::Sync => written_response(&written),
+                WriteMode::Accepted => operation(state, outcome).accepted(),
+                WriteMode::AsyncWithBody => {
+                    let response = written_response(&written);
+                    operation(state, outcome).attach(response, false)
+                }
+            })
         }
-        Method::PATCH => Ok(ok(&resources::patch(
-            state,
-            path,
-            &call.object_body()?,
-            tenant,
-        )?)),
+        Method::PATCH => {
+            let patched = resources::patch(state, path, &call.object_body()?, tenant)?;
+            Ok(match mode {
+                WriteMode::AsyncWithBody => {
+                    let outcome = OperationOutcome::Put { key: path.key() };
+                    operation(state, outcome).accepted()
+                }
+                WriteMode::Sync | WriteMode::Accepted => ok(&patched),
+            })
+        }
         Method::DELETE => {
+            let location = operation_location(state, path);
             let existed = resources::delete(state, path)?;
-            if existed && providers::is_async(kind) {
-                Ok(accepted(
-                    state,
-                    call,
-                    path,
-                    OperationOutcome::Delete,
-                    api_version,
-                    now,
-                ))
+            if existed && mode != WriteMode::Sync {
+                let op_id = state.start_operation(OperationOutcome::Delete, now);
+                Ok(OperationUrls::new(call, path, &location, &op_id, api_version).accepted())
             } else {
                 Ok(deleted_response(existed))
             }
@@ -436,65 +527,95 @@ fn provider(
     }
 }
 
-/// POST on `{resource}/{action}`; only `config/appsettings/list` is served.
-fn action(state: &mut Backend, call: &Call, path: &ProviderPath) -> Result<Response, ArmError> {
+/// POST on `{resource}/{action}` (`listKeys`, `listSecrets`, `config/appsettings/list`...).
+fn action(
+    state: &mut Backend,
+    call: &Call,
+    path: &ProviderPath,
+    now: DateTime<Utc>,
+) -> Result<Response, ArmError> {
     let target = ProviderPath {
         rest: path.rest[..path.rest.len() - 1].to_vec(),
         ..path.clone()
     };
-    let is_list = path.name().eq_ignore_ascii_case("list");
-    match (target.is_resource().then(|| target.kind()), target.parent()) {
-        (Some(Kind::WebAppSettings), Some(site)) if is_list => {
-            Ok(ok(&providers::get_app_settings(state, &site)?))
-        }
-        _ => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
+    if !target.is_resource() {
+        return Err(ArmError::no_route(call.method.as_str(), &call.raw_path));
+    }
+    match providers::action(state, &target, path.name(), &call.body, now) {
+        Some(result) => Ok(ok(&result?)),
+        None => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
     }
 }
 
-/// `202 Accepted` for an asynchronous PUT or DELETE whose change is already applied.
-fn accepted(
-    state: &mut Backend,
-    call: &Call,
-    path: &ProviderPath,
-    outcome: OperationOutcome,
-    api_version: &str,
-    now: DateTime<Utc>,
-) -> Response {
-    let location = path
-        .parent()
-        .and_then(|server| state.resources.get(&server.key()))
-        .and_then(|server| server["location"].as_str())
-        .unwrap_or("global")
-        .to_owned();
-    let namespace = providers::canonical_type(path.kind())
-        .and_then(|t| t.split('/').next())
-        .unwrap_or(&path.namespace)
-        .to_owned();
-    let op_id = state.start_operation(outcome, now);
-    let base = format!(
-        "http://{}/subscriptions/{}/providers/{namespace}/locations/{location}",
-        call.host(),
-        path.sub
-    );
-    let query: String = form_urlencoded::byte_serialize(api_version.as_bytes()).collect();
-    let mut response = empty_response(StatusCode::ACCEPTED);
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            "azure-asyncoperation",
-            format!("{base}/azureAsyncOperation/{op_id}?api-version={query}"),
-        ),
-        (
-            header::LOCATION.as_str(),
-            format!("{base}/operationResults/{op_id}?api-version={query}"),
-        ),
-        (header::RETRY_AFTER.as_str(), "1".to_owned()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+/// The location in operation URLs: the resource's own, else its nearest parent's, else
+/// `global`.
+fn operation_location(state: &Backend, path: &ProviderPath) -> String {
+    let mut current = Some(path.clone());
+    while let Some(p) = current {
+        if let Some(location) = state
+            .resources
+            .get(&p.key())
+            .and_then(|r| r["location"].as_str())
+        {
+            return location.to_owned();
+        }
+        current = p.parent();
+    }
+    "global".to_owned()
+}
+
+/// The `Azure-AsyncOperation` and `Location` URLs of an operation whose change is applied.
+struct OperationUrls {
+    status: String,
+    result: String,
+}
+
+impl OperationUrls {
+    fn new(
+        call: &Call,
+        path: &ProviderPath,
+        location: &str,
+        op_id: &str,
+        api_version: &str,
+    ) -> Self {
+        let namespace = providers::canonical_type(path.kind())
+            .and_then(|t| t.split('/').next())
+            .unwrap_or(&path.namespace)
+            .to_owned();
+        let base = format!(
+            "{}/subscriptions/{}/providers/{namespace}/locations/{location}",
+            call.base(),
+            path.sub
+        );
+        let query: String = form_urlencoded::byte_serialize(api_version.as_bytes()).collect();
+        Self {
+            status: format!("{base}/azureAsyncOperation/{op_id}?api-version={query}"),
+            result: format!("{base}/operationResults/{op_id}?api-version={query}"),
         }
     }
-    response
+
+    /// `202 Accepted` without a body.
+    fn accepted(self) -> Response {
+        self.attach(empty_response(StatusCode::ACCEPTED), true)
+    }
+
+    /// Adds `Azure-AsyncOperation`, `Retry-After` and (optionally) `Location`.
+    fn attach(self, mut response: Response, with_location: bool) -> Response {
+        let headers = response.headers_mut();
+        let mut values = vec![
+            ("azure-asyncoperation", self.status),
+            (header::RETRY_AFTER.as_str(), "1".to_owned()),
+        ];
+        if with_location {
+            values.push((header::LOCATION.as_str(), self.result));
+        }
+        for (name, value) in values {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
 }
 
 /// The status (`azureAsyncOperation`) and result (`operationResults`) URLs of an operation.

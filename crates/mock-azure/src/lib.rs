@@ -1,28 +1,41 @@
 //! `tether-mock-azure`: a real, stateful, in-memory HTTP server that speaks the Azure Resource
-//! Manager (ARM) and Entra ID token shapes for the resources Tether's adapters manage
-//! (App Service sites and their app settings, PostgreSQL flexible servers, their databases and
-//! firewall rules, resource groups, and any other resource stored generically).
+//! Manager (ARM) and Entra ID shapes for the resources Tether's adapters manage: sources (App
+//! Service and Functions sites, Container Apps, user-assigned identities), targets (PostgreSQL,
+//! MySQL, Azure SQL, Storage, Key Vault, Service Bus, Redis, Cosmos DB, App Configuration),
+//! `Microsoft.Authorization` role assignments at any scope, a small SQL data plane for database
+//! principals, and any other resource stored generically. Its token endpoint issues RS256 JWTs
+//! verifiable with its JWKS.
 //!
 //! It is embedded in-process by `tether dev`, run standalone by `tether mock-azure`, and used by
 //! end-to-end tests through its unauthenticated `/admin` API (fault injection, recorded calls,
-//! state snapshots, reset). See `docs/mock-azure.md` for the HTTP surface.
+//! state snapshots, reset, applications, token minting, key rotation). See
+//! `docs/mock-azure.md` for the HTTP surface.
 //!
 //! This crate must never depend on another tether crate: adapters must not be able to tell it
 //! from Azure, so it shares no code with them.
 //!
 //! Module map: `arm` dispatches and routes requests, `resources` holds generic resource
-//! semantics, `providers` the Web/PostgreSQL specifics, `auth` the token endpoint, `faults` the
-//! fault rules, `admin` the admin API, `state` the backend, `demo` the demo seed.
+//! semantics, `providers` the per-namespace specifics, `authorization` role assignments and
+//! definitions, `dataplane` the SQL data plane, `auth` the Entra ID endpoints and bearer checks,
+//! `keys` the signing keys, `directory` the applications, `faults` the fault rules, `admin` the
+//! admin API, `state` the backend, `demo` the demo seed.
 
 mod admin;
 mod arm;
 mod auth;
+mod authorization;
+mod dataplane;
 pub mod demo;
+mod directory;
 mod error;
 mod faults;
+mod keys;
 mod providers;
 mod resources;
 mod state;
+
+pub use auth::{MintError, TokenSpec};
+pub use directory::{Application, ApplicationSpec, RegisterError};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,10 +59,13 @@ use crate::state::State;
 pub struct Config {
     /// The only tenant the token endpoint serves (`POST /{tenant_id}/oauth2/v2.0/token`).
     pub tenant_id: String,
-    /// Client credentials the token endpoint accepts.
+    /// Client credentials the token endpoint accepts. Each is an application whose service
+    /// principal object id (`oid` of its tokens) is derived from the tenant and client id, so it
+    /// is the same in every run; more can be registered at run time
+    /// ([`MockAzure::register_application`]).
     pub clients: Vec<ClientCredential>,
-    /// Extra bearer tokens accepted on ARM routes without going through the token endpoint
-    /// (`tether dev` passes its dev token here). They never expire.
+    /// Extra opaque bearer tokens accepted on ARM routes and the data plane besides the mock's
+    /// own JWTs (`tether dev` passes its dev token here). They never expire.
     pub accepted_tokens: Vec<String>,
     /// What the backend contains at start and after `POST /admin/reset`.
     pub seed: Seed,
@@ -127,6 +143,8 @@ pub struct MockAzure {
 
 struct Shared {
     config: Config,
+    /// The seeded resources, restored by a reset.
+    seeded: BTreeMap<String, Value>,
     /// All mutable state. A std mutex: it is only ever locked inside synchronous code, never
     /// across an `.await`.
     state: Mutex<State>,
@@ -143,18 +161,22 @@ impl MockAzure {
     /// Creates a backend holding the configured seed, or the contents of the state file when
     /// one is configured and exists. A state file that cannot be read is reported and ignored.
     pub fn new(config: Config) -> Self {
+        keys::prewarm();
+        let seeded = seed(&config);
         let mut state = State::default();
+        state.directory = directory::Directory::new(&config.tenant_id, &config.clients);
         match config.state_file.as_deref().map(load_state) {
             Some(Ok(Some(resources))) => state.resources = resources,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "the mock state file is unreadable; starting from the seed");
-                seed(&mut state, &config);
+                state.resources = seeded.clone();
             }
-            Some(Ok(None)) | None => seed(&mut state, &config),
+            Some(Ok(None)) | None => state.resources = seeded.clone(),
         }
         Self {
             shared: Arc::new(Shared {
                 config,
+                seeded,
                 state: Mutex::new(state),
                 persist: tokio::sync::Mutex::new(()),
             }),
@@ -190,18 +212,105 @@ impl MockAzure {
         &self.shared.config
     }
 
-    /// Every stored resource keyed by its lower-cased id, as `GET /admin/state` returns it:
-    /// resource groups, resources, and each site's `.../config/appsettings`. Deterministic order.
+    /// Every stored entry keyed by its lower-cased id, as `GET /admin/state` returns it: resource
+    /// groups, resources, each site's `.../config/appsettings`, container app revisions, role
+    /// assignments, and the internal `{id}/$secret` (keys, secret values) and
+    /// `{id}/$principals/{name}` (database users) entries. Deterministic order.
     pub fn snapshot(&self) -> BTreeMap<String, Value> {
         self.lock().resources.clone()
     }
 
-    /// Restores the configured seed and clears fault rules, recorded calls and pending
-    /// operations; issued tokens stay valid. Same as `POST /admin/reset`.
+    /// Restores the configured seed exactly as it was made at start (same generated keys and
+    /// identity ids) and clears fault rules, recorded calls and pending operations; the
+    /// directory, issued tokens and signing keys stay. Same as `POST /admin/reset`.
     pub fn reset(&self) {
         let mut state = self.lock();
         state.clear_for_reset();
-        seed(&mut state, &self.shared.config);
+        state.resources = self.shared.seeded.clone();
+    }
+
+    /// `{base_url}/{tenant}/v2.0`: the issuer (`iss`) of the tokens this mock signs when it is
+    /// reached at `base_url` (scheme and authority, e.g. `http://127.0.0.1:8090`).
+    pub fn issuer(&self, base_url: &str) -> String {
+        auth::issuer(base_url, &self.shared.config.tenant_id)
+    }
+
+    /// `{base_url}/{tenant}/discovery/v2.0/keys`: where the signing keys are published.
+    pub fn jwks_uri(&self, base_url: &str) -> String {
+        format!(
+            "{}/{}/discovery/v2.0/keys",
+            base_url.trim_end_matches('/'),
+            self.shared.config.tenant_id
+        )
+    }
+
+    /// Registers an application (service principal) that may then get tokens; same as
+    /// `POST /admin/applications`. The returned value includes the client secret.
+    pub fn register_application(
+        &self,
+        spec: ApplicationSpec,
+    ) -> Result<Application, RegisterError> {
+        let tenant = &self.shared.config.tenant_id;
+        self.lock().directory.register(tenant, spec)
+    }
+
+    /// Every application: the configured clients first, then the registered ones.
+    pub fn applications(&self) -> Vec<Application> {
+        self.lock().directory.list().to_vec()
+    }
+
+    /// Signs an access token for `client_id` with audience `audience`, valid from now for
+    /// `lifetime`, as if the mock reached at `base_url` had issued it (see [`Self::issuer`]).
+    pub async fn mint_token(
+        &self,
+        base_url: &str,
+        client_id: &str,
+        audience: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<String, MintError> {
+        let mut spec = TokenSpec::new(client_id, audience);
+        spec.lifetime_secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        self.mint_token_with(base_url, &spec).await
+    }
+
+    /// Signs an access token exactly as described (expired, not yet valid, extra claims...);
+    /// same as `POST /admin/tokens`. Waits for the signing key if it is still being generated.
+    pub async fn mint_token_with(
+        &self,
+        base_url: &str,
+        spec: &TokenSpec,
+    ) -> Result<String, MintError> {
+        let key = self.signing_key().await.map_err(|_| MintError::Signing)?;
+        let mut state = self.lock();
+        auth::mint(
+            &mut state,
+            &self.shared.config,
+            &key,
+            base_url,
+            spec,
+            chrono::Utc::now(),
+        )
+    }
+
+    /// Replaces the signing key with a freshly generated one and returns its `kid`. With
+    /// `keep_old` the previous key stays in the JWKS (its tokens stay valid); without it, only
+    /// the new key is published and tokens signed before are refused.
+    pub async fn rotate_signing_key(&self, keep_old: bool) -> Result<String, MintError> {
+        self.signing_key().await.map_err(|_| MintError::Signing)?;
+        let key = keys::fresh_key().await.map_err(|_| MintError::Signing)?;
+        let kid = key.kid.clone();
+        self.lock().keys.rotate(key, keep_old);
+        Ok(kid)
+    }
+
+    /// The current signing key, adopting the process's first key on first use.
+    pub(crate) async fn signing_key(&self) -> Result<Arc<keys::SigningKey>, keys::KeyError> {
+        if let Some(key) = self.lock().keys.current.clone() {
+            return Ok(key);
+        }
+        let first = keys::first_key().await?;
+        let mut state = self.lock();
+        Ok(state.keys.current.get_or_insert(first).clone())
     }
 
     /// Locks the state. A poisoned lock is recovered rather than wedging every later request:
@@ -253,11 +362,15 @@ async fn persist(Extract(mock): Extract<MockAzure>, request: Request, next: Next
     response
 }
 
-fn seed(state: &mut State, config: &Config) {
+/// The resources of the configured seed (generated once per mock, so a reset restores the
+/// very same keys and ids).
+fn seed(config: &Config) -> BTreeMap<String, Value> {
+    let mut state = State::default();
     match config.seed {
         Seed::Empty => {}
-        Seed::Demo => demo::seed(state, &config.tenant_id),
+        Seed::Demo => demo::seed(&mut state, &config.tenant_id),
     }
+    state.resources
 }
 
 /// Middleware: mints the request id, exposes it to handlers, and sets the id headers.

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::ArmError;
-use crate::providers::{self, Kind};
+use crate::providers;
 use crate::state::State;
 
 /// Top-level body fields a PUT or PATCH may set; anything else is ignored, as ARM does.
@@ -28,6 +28,26 @@ pub(crate) struct ProviderPath {
 }
 
 impl ProviderPath {
+    /// Parses `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}...`
+    /// (keywords in any casing); `None` for anything else.
+    pub(crate) fn parse(segments: &[String]) -> Option<Self> {
+        let keyword = |i: usize, word: &str| {
+            segments
+                .get(i)
+                .is_some_and(|s| s.eq_ignore_ascii_case(word))
+        };
+        let ok = segments.len() >= 8
+            && keyword(0, "subscriptions")
+            && keyword(2, "resourceGroups")
+            && keyword(4, "providers");
+        ok.then(|| Self {
+            sub: segments[1].clone(),
+            rg: segments[3].clone(),
+            namespace: segments[5].clone(),
+            rest: segments[6..].to_vec(),
+        })
+    }
+
     /// The id in caller casing with canonical keyword casing.
     pub(crate) fn id(&self) -> String {
         format!(
@@ -67,7 +87,7 @@ impl ProviderPath {
     }
 
     /// The provider-specific behaviour of the addressed resource type.
-    pub(crate) fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> providers::Kind {
         providers::classify(&self.namespace, &self.rest)
     }
 
@@ -212,7 +232,8 @@ fn check_scope(state: &State, path: &ProviderPath) -> Result<(), ArmError> {
     Ok(())
 }
 
-fn resource_not_found(path: &ProviderPath) -> ArmError {
+/// `404 ResourceNotFound` for a provider path.
+pub(crate) fn resource_not_found(path: &ProviderPath) -> ArmError {
     ArmError::not_found(
         "ResourceNotFound",
         format!(
@@ -230,20 +251,35 @@ fn location_required() -> ArmError {
     )
 }
 
-/// Reads one resource.
+/// Reads one resource (stored, or computed like Redis databases).
 pub(crate) fn get(state: &State, path: &ProviderPath) -> Result<Value, ArmError> {
+    check_scope(state, path)?;
+    if let Some(computed) = providers::virtual_get(state, path) {
+        return Ok(computed);
+    }
+    get_ref(state, path).cloned()
+}
+
+/// Borrows one stored resource.
+pub(crate) fn get_ref<'a>(state: &'a State, path: &ProviderPath) -> Result<&'a Value, ArmError> {
     check_scope(state, path)?;
     state
         .resources
         .get(&path.key())
-        .cloned()
         .ok_or_else(|| resource_not_found(path))
+}
+
+/// Whether a resource exists (stored or computed).
+pub(crate) fn exists(state: &State, path: &ProviderPath) -> bool {
+    state.resources.contains_key(&path.key()) || providers::virtual_get(state, path).is_some()
 }
 
 /// Lists the resources of a collection path (`.../flexibleServers/pg/firewallRules`).
 pub(crate) fn list(state: &State, path: &ProviderPath) -> Result<Vec<Value>, ArmError> {
     check_scope(state, path)?;
-    Ok(state.list_collection(&path.key()))
+    let mut listed = state.list_collection(&path.key());
+    listed.extend(providers::virtual_list(state, path));
+    Ok(listed)
 }
 
 /// Creates (or fully replaces) a resource, applying the provider's rules.
@@ -256,8 +292,8 @@ pub(crate) fn put(
     check_scope(state, path)?;
     let key = path.key();
     let existing = state.resources.get(&key).cloned();
-    let resource = build(path, existing.as_ref(), body, tenant_id)?;
-    store(state, path, &key, &resource);
+    let (resource, extras) = build(state, path, existing.as_ref(), body, tenant_id)?;
+    store(state, &key, &resource, extras);
     Ok(Written {
         created: existing.is_none(),
         resource,
@@ -285,8 +321,8 @@ pub(crate) fn patch(
         }
     }
     let merged = writable(&merged);
-    let resource = build(path, Some(&existing), &merged, tenant_id)?;
-    store(state, path, &key, &resource);
+    let (resource, extras) = build(state, path, Some(&existing), &merged, tenant_id)?;
+    store(state, &key, &resource, extras);
     Ok(resource)
 }
 
@@ -309,13 +345,15 @@ fn writable(resource: &Value) -> Map<String, Value> {
         .collect()
 }
 
-/// Assembles the stored form of a resource from its request body.
+/// Assembles the stored form of a resource from its request body, with what the provider
+/// stores beside it.
 fn build(
+    state: &State,
     path: &ProviderPath,
     existing: Option<&Value>,
     body: &Map<String, Value>,
     tenant_id: &str,
-) -> Result<Value, ArmError> {
+) -> Result<(Value, providers::Extras), ArmError> {
     let kept = |field: &str, fallback: String| {
         existing
             .and_then(|e| e.get(field))
@@ -336,14 +374,31 @@ fn build(
     if providers::requires_location(kind) && !resource.contains_key("location") {
         return Err(location_required());
     }
-    providers::finalize(kind, path.name(), &mut resource, existing, tenant_id)?;
-    Ok(Value::Object(resource))
+    let ctx = providers::Ctx {
+        state,
+        path,
+        existing,
+        tenant_id,
+        now: chrono::Utc::now(),
+    };
+    let extras = providers::finalize(&ctx, kind, &mut resource)?;
+    Ok((Value::Object(resource), extras))
 }
 
-fn store(state: &mut State, path: &ProviderPath, key: &str, resource: &Value) {
+/// Writes a resource and what the provider stores beside it.
+fn store(state: &mut State, key: &str, resource: &Value, extras: providers::Extras) {
     state.resources.insert(key.to_owned(), resource.clone());
-    if path.kind() == Kind::WebSite {
-        providers::sync_app_settings(state, key, resource);
+    match extras.secret {
+        Some(Value::Null) => {
+            state.resources.remove(&providers::secret_key(key));
+        }
+        Some(secret) => {
+            state.resources.insert(providers::secret_key(key), secret);
+        }
+        None => {}
+    }
+    for (entry_key, entry) in extras.entries {
+        state.resources.insert(entry_key, entry);
     }
 }
 

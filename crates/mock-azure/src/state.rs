@@ -1,18 +1,17 @@
-//! The in-memory backend: stored resources, long-running operations, issued tokens, fault rules
-//! and recorded calls. Everything lives in one [`State`] behind one mutex (see `lib.rs`); every
+//! The in-memory backend: stored resources, long-running operations, the directory (applications
+//! and issued tokens), signing keys, fault rules and recorded calls. Everything lives in one [`State`] behind one mutex (see `lib.rs`); every
 //! method here is synchronous so the lock can never be held across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::directory::Directory;
 use crate::error::new_uuid;
 use crate::faults::FaultTable;
-
-/// Lifetime of an issued access token, as Entra ID reports it in `expires_in`.
-pub(crate) const TOKEN_LIFETIME_SECS: i64 = 3599;
+use crate::keys::KeyRing;
 
 /// A long-running operation started by an asynchronous PUT or DELETE.
 #[derive(Debug, Clone)]
@@ -61,15 +60,18 @@ pub(crate) struct State {
     pub(crate) resources: BTreeMap<String, Value>,
     /// Lower-cased operation id -> operation.
     pub(crate) operations: HashMap<String, Operation>,
-    /// Issued access token -> expiry.
-    tokens: HashMap<String, DateTime<Utc>>,
+    /// Registered applications and issued-token bookkeeping.
+    pub(crate) directory: Directory,
+    /// The token signing keys.
+    pub(crate) keys: KeyRing,
     pub(crate) faults: FaultTable,
     pub(crate) calls: Vec<CallRecord>,
     next_call_seq: u64,
 }
 
 impl State {
-    /// Clears resources, operations, faults and calls; issued tokens and sequence counters stay.
+    /// Clears resources, operations, faults and calls; the directory, issued tokens, signing keys
+    /// and sequence counters stay.
     pub(crate) fn clear_for_reset(&mut self) {
         self.resources.clear();
         self.operations.clear();
@@ -114,25 +116,6 @@ impl State {
         id
     }
 
-    /// Issues a fresh opaque access token valid for [`TOKEN_LIFETIME_SECS`].
-    pub(crate) fn issue_token(&mut self, now: DateTime<Utc>) -> String {
-        self.tokens.retain(|_, expiry| *expiry > now);
-        let token = format!("mock.{}.{}", new_uuid().simple(), new_uuid().simple());
-        self.tokens
-            .insert(token.clone(), now + Duration::seconds(TOKEN_LIFETIME_SECS));
-        token
-    }
-
-    /// Whether the token was issued here and has not expired at `now`.
-    pub(crate) fn token_is_valid(&self, token: &str, now: DateTime<Utc>) -> bool {
-        self.tokens.get(token).is_some_and(|expiry| *expiry > now)
-    }
-
-    /// Forgets every issued token.
-    pub(crate) fn revoke_tokens(&mut self) {
-        self.tokens.clear();
-    }
-
     /// Appends an in-flight call record and returns its sequence number (1-based, never reused).
     pub(crate) fn call_started(&mut self, mut record: CallRecord) -> u64 {
         self.next_call_seq += 1;
@@ -162,18 +145,6 @@ impl State {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn tokens_expire() {
-        let mut state = State::default();
-        let now = Utc::now();
-        let token = state.issue_token(now);
-        assert!(state.token_is_valid(&token, now + Duration::seconds(TOKEN_LIFETIME_SECS - 1)));
-        assert!(!state.token_is_valid(&token, now + Duration::seconds(TOKEN_LIFETIME_SECS)));
-        assert!(!state.token_is_valid("other", now));
-        state.revoke_tokens();
-        assert!(!state.token_is_valid(&token, now));
-    }
 
     #[test]
     fn remove_tree_and_collections_respect_segment_boundaries() {

@@ -70,7 +70,7 @@ async fn state_snapshots_are_stable_and_reset_restores_the_seed() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "keys are ordered");
-    assert_eq!(keys.len(), 8);
+    assert_eq!(keys.len(), 35);
     assert!(
         seeded
             .get(format!(

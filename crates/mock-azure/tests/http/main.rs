@@ -8,7 +8,11 @@
 
 mod admin;
 mod auth;
+mod authorization;
+mod dataplane;
 mod faults;
 mod providers;
 mod resources;
+mod sources;
 mod support;
+mod targets;

@@ -1,11 +1,11 @@
 //! Microsoft.Web and Microsoft.DBforPostgreSQL specifics: computed fields, identity, app
 //! settings, firewall rules and databases as long-running operations.
 
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{Value, json};
 use tether_mock_azure::demo;
 
-use crate::support::{TestServer, expect_error, in_demo_rg, json};
+use crate::support::{TestServer, accepted, expect_error, in_demo_rg, json};
 
 #[tokio::test]
 async fn sites_get_computed_fields_and_stable_identities() {
@@ -54,20 +54,22 @@ async fn sites_get_computed_fields_and_stable_identities() {
     assert_eq!(enabled["identity"]["tenantId"], demo::TENANT_ID);
     let tagged = json(server.patch(&path, json!({"tags": {"t": "1"}})).await).await;
     assert_eq!(tagged["identity"]["principalId"], principal.as_str());
-    let uai = "/subscriptions/x/resourceGroups/y/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u";
-    let both = json(
-        server
-            .put(
-                &path,
-                json!({"location": "westus", "identity": {"type": "SystemAssigned, UserAssigned",
-                    "userAssignedIdentities": {uai: {}}}}),
-            )
-            .await,
-    )
-    .await;
+    // A user-assigned identity must exist; the entry reports the identity's own ids.
+    let uai = in_demo_rg("Microsoft.ManagedIdentity/userAssignedIdentities/u");
+    let with_uai = |uai: &str| {
+        json!({"location": "westus", "identity": {"type": "SystemAssigned, UserAssigned",
+            "userAssignedIdentities": {uai: {}}}})
+    };
+    let missing = server.put(&path, with_uai(&uai)).await;
+    expect_error(missing, 400, "FailedIdentityOperation").await;
+    let identity = json(server.put(&uai, json!({"location": "westus"})).await).await;
+    let both = json(server.put(&path, with_uai(&uai)).await).await;
     assert_eq!(both["identity"]["principalId"], principal.as_str());
-    assert!(both["identity"]["userAssignedIdentities"][uai]["clientId"].is_string());
-    assert!(both["identity"]["userAssignedIdentities"][uai]["principalId"].is_string());
+    assert_eq!(
+        both["identity"]["userAssignedIdentities"][&uai],
+        json!({"principalId": identity["properties"]["principalId"],
+            "clientId": identity["properties"]["clientId"]})
+    );
     assert_eq!(server.state().await[path.to_lowercase()], both);
 
     let disabled = json(
@@ -161,14 +163,6 @@ async fn postgres_servers_hide_the_password_and_compute_fields() {
     );
     assert_eq!(created["properties"]["state"], "Ready");
     assert!(!server.state().await.to_string().contains("hunter2"));
-}
-
-/// Checks a 202 and returns the (Azure-AsyncOperation, Location) URLs.
-fn accepted(response: &Response) -> (String, String) {
-    assert_eq!(response.status(), 202);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
-    (header("azure-asyncoperation"), header("location"))
 }
 
 #[tokio::test]

@@ -124,7 +124,7 @@ async fn collections_list_direct_children() {
     assert_eq!(ids, vec![demo::PG_DATABASE_2_ID, demo::PG_DATABASE_ID]);
 
     let sites = json(server.get(&in_demo_rg("microsoft.web/SITES")).await).await;
-    assert_eq!(sites["value"].as_array().unwrap().len(), 2);
+    assert_eq!(sites["value"].as_array().unwrap().len(), 3);
     let rules = json(
         server
             .get(&format!("{}/firewallRules", demo::PG_SERVER_ID))

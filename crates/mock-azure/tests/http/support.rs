@@ -83,6 +83,39 @@ impl TestServer {
             .unwrap()
     }
 
+    /// An ARM POST (an action) with an optional JSON body.
+    pub async fn post(&self, path: &str, body: Option<Value>) -> Response {
+        let request = self.arm(Method::POST, path);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+
+    /// A GET with another bearer token.
+    pub async fn get_with(&self, path: &str, token: &str) -> Response {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.client
+            .get(self.url(&format!("{path}{sep}api-version={API_VERSION}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The issuer of the tokens this server signs.
+    pub fn issuer(&self) -> String {
+        format!("{}/{}/v2.0", self.base, demo::TENANT_ID)
+    }
+
+    pub async fn applications_len(&self) -> usize {
+        self.admin_get("/admin/applications").await["value"]
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
     pub async fn delete(&self, path: &str) -> Response {
         self.arm(Method::DELETE, path).send().await.unwrap()
     }
@@ -165,6 +198,15 @@ pub async fn expect_error(response: Response, status: u16, code: &str) -> Value 
     assert_eq!(body["error"]["code"], code, "body: {body}");
     assert!(body["error"]["message"].is_string());
     body
+}
+
+/// Checks a 202 with the operation headers and returns the (Azure-AsyncOperation, Location)
+/// URLs.
+pub fn accepted(response: &Response) -> (String, String) {
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    (header("azure-asyncoperation"), header("location"))
 }
 
 /// `{RESOURCE_GROUP_ID}/providers/{rest}`.
