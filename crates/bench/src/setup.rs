@@ -412,19 +412,21 @@ impl Env {
     }
 
     /// Polls `/metrics` every `every` until at least `finished` sagas named `saga` have ended
-    /// (or `timeout` passed).
+    /// (or `timeout` passed); the last counts and how many scrapes it took.
     pub async fn wait_sagas(
         &self,
         saga: &str,
         finished: f64,
         every: Duration,
         timeout: Duration,
-    ) -> anyhow::Result<SagaCounts> {
+    ) -> anyhow::Result<(SagaCounts, u32)> {
         let start = Instant::now();
+        let mut scrapes = 0;
         loop {
             let counts = self.metrics().await?;
+            scrapes += 1;
             if counts.finished_of(saga) >= finished {
-                return Ok(counts);
+                return Ok((counts, scrapes));
             }
             if start.elapsed() > timeout {
                 bail!(
