@@ -85,11 +85,6 @@ pub fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / CLK_TCK
 }
 
-/// CPU seconds of a set of processes (the Postgres backends serving one database).
-pub fn cpu_secs_of(pids: &[u32]) -> f64 {
-    pids.iter().map(|&p| cpu_secs(p)).sum()
-}
-
 /// CPU seconds a process's live threads have run, at nanosecond resolution (the sum of
 /// `/proc/<pid>/task/*/schedstat`), for short windows where `cpu_secs`'s 10 ms ticks are too
 /// coarse. Threads that exited in the window are missed (Tether's runtime keeps its workers).
