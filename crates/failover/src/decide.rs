@@ -454,7 +454,8 @@ pub fn decide(state: &RegionHealth, obs: Observation, policy: &Policy) -> Decisi
 fn next_health(health: Health, obs: &Observation, p: &Policy) -> Health {
     let now = obs.now;
     let down_after = |failures: u32, since: Instant| {
-        if failures >= p.failure_threshold && now.saturating_duration_since(since) >= p.min_down_window
+        if failures >= p.failure_threshold
+            && now.saturating_duration_since(since) >= p.min_down_window
         {
             Health::Down
         } else {
@@ -488,10 +489,7 @@ fn next_health(health: Health, obs: &Observation, p: &Policy) -> Health {
 
 enum Step {
     /// Move to another phase, doing `action` (if any) there.
-    Go {
-        to: Phase,
-        action: Option<Action>,
-    },
+    Go { to: Phase, action: Option<Action> },
     /// Stay, possibly (re)doing `action`, possibly refusing.
     Stay {
         action: Option<Action>,
@@ -706,7 +704,8 @@ fn step(phase: Phase, health: Health, recovered: bool, obs: &Observation, p: &Po
 /// The DNS switch for `epoch`, when the current record is known and not already newer.
 fn switch_dns(obs: &Observation, p: &Policy, epoch: Epoch) -> Option<Action> {
     let current = obs.dns.as_ref()?;
-    if current.epoch > Some(epoch) || (current.addrs == p.standby_addrs && current.epoch == Some(epoch))
+    if current.epoch > Some(epoch)
+        || (current.addrs == p.standby_addrs && current.epoch == Some(epoch))
     {
         return None;
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use hickory_client::client::Client;
+use hickory_proto::ProtoError;
 use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
 use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::op::{
@@ -29,7 +30,6 @@ use hickory_proto::runtime::TokioRuntimeProvider;
 use hickory_proto::tcp::TcpClientStream;
 use hickory_proto::udp::UdpClientStream;
 use hickory_proto::xfer::{DnsHandle, DnsResponse, FirstAnswer};
-use hickory_proto::ProtoError;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::types::{Epoch, ServiceRecord};
@@ -727,7 +727,10 @@ mod tests {
                 .unwrap(),
             Swap::PreconditionFailed
         );
-        assert_eq!(dns.compare_and_swap(&n, &a, &b, ttl).await.unwrap(), Swap::Swapped);
+        assert_eq!(
+            dns.compare_and_swap(&n, &a, &b, ttl).await.unwrap(),
+            Swap::Swapped
+        );
         assert_eq!(dns.read(&n).await.unwrap(), b);
         dns.fail_next(1);
         assert!(dns.read(&n).await.is_err());

@@ -128,7 +128,10 @@ impl EtcdServer {
         let mut command = Command::new("etcd");
         command
             .arg("--name=test")
-            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
@@ -137,7 +140,9 @@ impl EtcdServer {
             .arg("--log-level=warn");
         let log = self.log();
         self.child = Some(spawn_logged(&mut command, &log).map_err(|e| {
-            error(format!("cannot start etcd (apt-get install etcd-server): {e}"))
+            error(format!(
+                "cannot start etcd (apt-get install etcd-server): {e}"
+            ))
         })?);
         let endpoint = self.endpoint();
         poll_until(

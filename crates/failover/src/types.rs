@@ -10,7 +10,9 @@ use std::net::Ipv4Addr;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} '{value}': use 1 to 63 characters a-z, 0-9 and '-', not starting or ending with '-'")]
+#[error(
+    "invalid {what} '{value}': use 1 to 63 characters a-z, 0-9 and '-', not starting or ending with '-'"
+)]
 pub struct InvalidName {
     /// What kind of name.
     pub what: &'static str,

@@ -2,6 +2,11 @@
 //! the test on a random loopback port: reads, compare-and-swap, stale expectations, and
 //! updates signed with the wrong key.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers may panic: a panic is a test failure"
+)]
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -153,7 +158,9 @@ async fn names_outside_the_zone_and_dead_servers_are_errors() {
 
     // A port nothing listens on: an error within the timeout, not a hang.
     let mut config = server.config(Transport::Udp);
-    config.server.set_port(tether_failover::testing::free_port().unwrap());
+    config
+        .server
+        .set_port(tether_failover::testing::free_port().unwrap());
     config.timeout_ms = 300;
     let dead = Rfc2136::new(&config).unwrap();
     let started = std::time::Instant::now();

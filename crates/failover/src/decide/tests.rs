@@ -819,7 +819,10 @@ fn a_full_failover_in_order_within_the_budget() {
     }
     assert_eq!(st.phase, Phase::Done { epoch: epoch(9) });
     assert_eq!(
-        actions.iter().map(std::mem::discriminant).collect::<Vec<_>>(),
+        actions
+            .iter()
+            .map(std::mem::discriminant)
+            .collect::<Vec<_>>(),
         [
             Action::RequestStepDown,
             Action::Promote,
