@@ -165,8 +165,10 @@ pub struct OperatorInput {
 pub struct Observation {
     /// When (the prober's monotonic clock).
     pub now: Instant,
-    /// The probe of the active region.
-    pub probe: ProbeOutcome,
+    /// The probe of the active region; `None` when this observation has no new probe result
+    /// (the shell observes again right after acting, without probing again), which leaves
+    /// the health as it was.
+    pub probe: Option<ProbeOutcome>,
     /// The pair's leader key.
     pub leader: LeaderObservation,
     /// A step-down request naming the active region is recorded in etcd.
@@ -415,10 +417,12 @@ pub fn decide(state: &RegionHealth, obs: Observation, policy: &Policy) -> Decisi
     for _ in 0..10 {
         match step(phase, health, recovered, &obs, policy) {
             Step::Go { to, action: then } => {
-                transitions.push(Transition::Phase {
-                    from: phase.name(),
-                    to: to.name(),
-                });
+                if to.name() != phase.name() {
+                    transitions.push(Transition::Phase {
+                        from: phase.name(),
+                        to: to.name(),
+                    });
+                }
                 phase = to;
                 if then.is_some() {
                     action = then;
@@ -471,7 +475,10 @@ fn next_health(health: Health, obs: &Observation, p: &Policy) -> Health {
             Health::Recovering { successes, since }
         }
     };
-    match (health, obs.probe) {
+    let Some(probe) = obs.probe else {
+        return health;
+    };
+    match (health, probe) {
         (Health::Up, ProbeOutcome::Ok) => Health::Up,
         (Health::Up, ProbeOutcome::Failed) => down_after(1, now),
         (Health::Suspect { .. }, ProbeOutcome::Ok) => Health::Up,

@@ -543,6 +543,7 @@ pub struct FakeDns {
 struct FakeDnsState {
     records: HashMap<DnsName, (ServiceRecord, Duration)>,
     fail_next: u32,
+    fail_next_swaps: u32,
     swaps: u32,
 }
 
@@ -567,6 +568,11 @@ impl FakeDns {
     /// The next `n` calls fail with [`DnsError::Timeout`].
     pub fn fail_next(&self, n: u32) {
         self.lock().fail_next = n;
+    }
+
+    /// The next `n` compare-and-swaps (only) fail with [`DnsError::Timeout`].
+    pub fn fail_next_swaps(&self, n: u32) {
+        self.lock().fail_next_swaps = n;
     }
 
     /// How many swaps happened.
@@ -610,6 +616,10 @@ impl DnsProvider for FakeDns {
         ttl_secs(ttl)?;
         let mut state = self.lock();
         Self::take_failure(&mut state)?;
+        if state.fail_next_swaps > 0 {
+            state.fail_next_swaps -= 1;
+            return Err(DnsError::Timeout(Duration::ZERO));
+        }
         let current = state
             .records
             .get(name)

@@ -157,6 +157,16 @@ impl Replication {
         Ok(Self { pool })
     }
 
+    /// Like [`Replication::connect`], but connects on first use: for a prober that must
+    /// start while the server it watches is down. Fails only on a malformed URL.
+    pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(url)?;
+        Ok(Self { pool })
+    }
+
     /// Whether the server is in recovery (a standby).
     pub async fn is_in_recovery(&self) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar("select pg_is_in_recovery()")

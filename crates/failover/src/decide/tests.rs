@@ -30,7 +30,7 @@ fn t(base: Instant, s: u64) -> Instant {
 fn healthy(now: Instant) -> Observation {
     Observation {
         now,
-        probe: ProbeOutcome::Ok,
+        probe: Some(ProbeOutcome::Ok),
         leader: LeaderObservation::Held {
             region: region("a"),
             epoch: epoch(5),
@@ -62,7 +62,7 @@ fn health_has_hysteresis() {
     let b = Instant::now();
     let p = policy();
     let failed = |s| Observation {
-        probe: ProbeOutcome::Failed,
+        probe: Some(ProbeOutcome::Failed),
         ..healthy(t(b, s))
     };
     let ok = |s| healthy(t(b, s));
@@ -220,7 +220,7 @@ fn check(rows: Vec<Row>) {
 fn the_failover_sequence_step_by_step() {
     let b = Instant::now();
     let down_failed = |s| Observation {
-        probe: ProbeOutcome::Failed,
+        probe: Some(ProbeOutcome::Failed),
         ..healthy(t(b, s))
     };
     let recorded = |s| Observation {
@@ -416,7 +416,7 @@ fn the_failover_sequence_step_by_step() {
 fn refusals_and_aborts() {
     let b = Instant::now();
     let failed = |s| Observation {
-        probe: ProbeOutcome::Failed,
+        probe: Some(ProbeOutcome::Failed),
         ..healthy(t(b, s))
     };
     let vacant = |s| Observation {
@@ -645,7 +645,7 @@ fn refusals_and_aborts() {
                 Phase::LagGate,
             ),
             obs: Observation {
-                probe: ProbeOutcome::Ok,
+                probe: Some(ProbeOutcome::Ok),
                 ..vacant(30)
             },
             phase: Phase::Aborted {
@@ -664,7 +664,7 @@ fn refusals_and_aborts() {
                 Phase::Promoting { since: t(b, 20) },
             ),
             obs: Observation {
-                probe: ProbeOutcome::Ok,
+                probe: Some(ProbeOutcome::Ok),
                 ..vacant(30)
             },
             phase: Phase::Promoting { since: t(b, 20) },
@@ -689,6 +689,25 @@ fn refusals_and_aborts() {
 }
 
 #[test]
+fn an_observation_without_a_probe_leaves_the_health_alone() {
+    let b = Instant::now();
+    let before = Health::Suspect {
+        failures: 2,
+        since: b,
+    };
+    let d = decide(
+        &state(before, Phase::Idle),
+        Observation {
+            probe: None,
+            ..healthy(t(b, 30))
+        },
+        &policy(),
+    );
+    assert_eq!(d.next.health, before);
+    assert!(d.transitions.is_empty());
+}
+
+#[test]
 fn manual_mode_waits_for_the_operator() {
     let b = Instant::now();
     let p = Policy {
@@ -696,7 +715,7 @@ fn manual_mode_waits_for_the_operator() {
         ..policy()
     };
     let obs = Observation {
-        probe: ProbeOutcome::Failed,
+        probe: Some(ProbeOutcome::Failed),
         ..healthy(b)
     };
     let d = decide(&state(Health::Down, Phase::Idle), obs.clone(), &p);
@@ -784,7 +803,7 @@ fn a_full_failover_in_order_within_the_budget() {
         world.now = now;
         if tick >= 1 {
             // Region A dies at tick 1: probes fail; its lease expires 10 s later.
-            world.probe = ProbeOutcome::Failed;
+            world.probe = Some(ProbeOutcome::Failed);
         }
         if tick == 3 && world.leader != LeaderObservation::Vacant {
             world.leader = LeaderObservation::Vacant;
