@@ -191,6 +191,10 @@ pub enum LeaderState {
 struct Published {
     state: LeaderState,
     valid_until: Option<Instant>,
+    /// The latest `valid_until` ever published (kept after fencing).
+    confirmed_until: Option<Instant>,
+    /// When `state` was published.
+    since: Instant,
 }
 
 enum Command {
@@ -219,6 +223,8 @@ impl Leadership {
         let (state_tx, state) = watch::channel(Published {
             state: LeaderState::Fenced,
             valid_until: None,
+            confirmed_until: None,
+            since: Instant::now(),
         });
         let (commands, command_rx) = mpsc::channel(4);
         let member = Member {
@@ -249,6 +255,13 @@ impl Leadership {
             (LeaderState::Leader { epoch }, Some(until)) if Instant::now() < until => Some(*epoch),
             _ => None,
         }
+    }
+
+    /// The instant up to which this member's leadership was last confirmed (the sent-time
+    /// of its last confirmed keep-alive plus the TTL), kept after it is fenced: it never
+    /// counted itself leader after this instant. `None` if it never led.
+    pub fn confirmed_until(&self) -> Option<Instant> {
+        self.state.borrow().confirmed_until
     }
 
     /// A receiver of state changes.
@@ -282,6 +295,12 @@ impl StateWatch {
     /// The current state.
     pub fn current(&self) -> LeaderState {
         self.0.borrow().state.clone()
+    }
+
+    /// The current state and when it was published.
+    pub fn current_since(&self) -> (LeaderState, Instant) {
+        let published = self.0.borrow();
+        (published.state.clone(), published.since)
     }
 
     /// Waits for the next change and returns the new state; `None` once the member stopped.
@@ -420,8 +439,12 @@ impl Member {
                     "leadership changed"
                 );
             }
+            if changed {
+                p.since = Instant::now();
+            }
             p.state = state;
             p.valid_until = valid_until;
+            p.confirmed_until = p.confirmed_until.max(valid_until);
             changed
         });
     }
@@ -623,6 +646,8 @@ impl Member {
         let mut watch = bounded(limit, client.watch(keys.dir(), Some(options)))
             .await
             .ok();
+        // When to try again to watch, while there is no watch.
+        let mut watch_retry_at = Instant::now() + Duration::from_millis(500);
         let far = || Instant::now() + Duration::from_secs(3600);
 
         let end = loop {
@@ -690,7 +715,7 @@ impl Member {
                         next_keep_alive = Instant::now();
                     }
                 },
-                event = next_event(&mut watch) => match event {
+                event = next_event(&mut watch), if watch.is_some() => match event {
                     Some(events) => {
                         let mut lost = false;
                         let mut asked = false;
@@ -718,28 +743,40 @@ impl Member {
                         }
                     }
                     None => {
-                        // The watch broke: re-check the key, then watch again from there.
-                        match read_view(client, &keys, limit).await {
-                            Ok(view) => {
-                                let still_ours = view.leader.as_ref().is_some_and(|kv| {
-                                    kv.create_revision() == epoch.get() as i64 && kv.lease() == lease
-                                });
-                                if !still_ours || view.barred(&self.config.region) {
-                                    break LeadEnd::Lost;
-                                }
-                                let options = WatchOptions::new()
-                                    .with_prefix()
-                                    .with_start_revision(view.revision + 1);
-                                watch = bounded(limit, client.watch(keys.dir(), Some(options))).await.ok();
-                            }
-                            Err(_) => {
-                                // Keep-alives decide; try the watch again shortly.
-                                watch = None;
-                                let _ = timeout(Duration::from_millis(200), self.cancel.cancelled()).await;
-                            }
-                        }
+                        // The watch broke (or was cancelled by a compaction): watch again.
+                        watch = None;
+                        watch_retry_at = Instant::now();
                     }
                 },
+                // TODO-robustness: these calls hold up the loop for up to two request
+                // timeouts; `epoch_if_leader` checks the deadline itself, so this only delays
+                // keep-alives, never extends leadership.
+                _ = sleep_until(watch_retry_at), if watch.is_none() => {
+                    // Re-check the key (we may have missed events), then watch from there.
+                    match read_view(client, &keys, limit).await {
+                        Ok(view) => {
+                            let still_ours = view.leader.as_ref().is_some_and(|kv| {
+                                kv.create_revision() == epoch.get() as i64 && kv.lease() == lease
+                            });
+                            if !still_ours {
+                                tracing::warn!(region = %self.config.region, %epoch, "leader key gone or taken: fenced");
+                                break LeadEnd::Lost;
+                            }
+                            if view.barred(&self.config.region) {
+                                tracing::info!(region = %self.config.region, %epoch, "step-down requested: releasing the lease");
+                                self.publish(LeaderState::Fenced, None);
+                                let _ = bounded(limit, client.lease_revoke(lease)).await;
+                                break LeadEnd::Lost;
+                            }
+                            let options = WatchOptions::new()
+                                .with_prefix()
+                                .with_start_revision(view.revision + 1);
+                            watch = bounded(limit, client.watch(keys.dir(), Some(options))).await.ok();
+                        }
+                        Err(_) => watch = None,
+                    }
+                    watch_retry_at = Instant::now() + Duration::from_millis(500);
+                }
                 Some(command) = self.commands.recv() => match command {
                     Command::StepDown(reply) => {
                         self.publish(LeaderState::Fenced, None);
