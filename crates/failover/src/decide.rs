@@ -71,6 +71,40 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Checks the settings are within sane bounds (they come from configuration).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let hour = Duration::from_secs(3600);
+        if self.active == self.standby {
+            return Err("the active and the standby region must differ");
+        }
+        if self.standby_addrs.is_empty() || self.standby_addrs.len() > 64 {
+            return Err("give the standby 1 to 64 addresses");
+        }
+        if !(1..=100).contains(&self.failure_threshold)
+            || !(1..=100).contains(&self.recovery_threshold)
+        {
+            return Err("thresholds must be between 1 and 100");
+        }
+        if self.min_down_window > hour || self.min_recovery_window > hour {
+            return Err("windows must be at most an hour");
+        }
+        if self.lease_ttl < crate::leader::MIN_TTL || self.lease_ttl > crate::leader::MAX_TTL {
+            return Err("lease ttl must be between 2 s and 120 s");
+        }
+        if self.fence_margin > Duration::from_secs(60) {
+            return Err("fence margin must be at most 60 s");
+        }
+        if self.step_down_timeout < self.lease_ttl + self.fence_margin
+            || self.step_down_timeout > hour
+        {
+            return Err("step-down timeout must be between ttl + margin and an hour");
+        }
+        if self.max_lag_delay > hour {
+            return Err("max lag delay must be at most an hour");
+        }
+        Ok(())
+    }
+
     /// The defaults of DESIGN §5 for a pair.
     pub fn default_for(
         active: RegionName,

@@ -87,8 +87,9 @@ pub trait Leadership: Send + Sync + 'static {
     async fn request_step_down(&self, region: &RegionName) -> Result<(), ProbeError>;
     /// Removes it. Idempotent.
     async fn clear_step_down(&self, region: &RegionName) -> Result<(), ProbeError>;
-    /// Takes the leader key for `region` if it is vacant. Idempotent.
-    async fn take(&self, region: &RegionName) -> Result<(), ProbeError>;
+    /// Takes the leader key for `region` if it is vacant, under a lease of `ttl`.
+    /// Idempotent.
+    async fn take(&self, region: &RegionName, ttl: Duration) -> Result<(), ProbeError>;
 }
 
 /// The shell's own settings (the decision's are in [`Policy`]).
@@ -111,6 +112,32 @@ pub struct ShellConfig {
 }
 
 impl ShellConfig {
+    /// Checks the settings are within sane bounds (they come from configuration).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let within = |d: Duration, lo_ms: u64, hi_s: u64| {
+            d >= Duration::from_millis(lo_ms) && d <= Duration::from_secs(hi_s)
+        };
+        if !within(self.interval, 100, 600) {
+            return Err("interval must be between 100 ms and 10 min");
+        }
+        if !within(self.probe_timeout, 10, 60) || self.probe_timeout > self.interval {
+            return Err("probe timeout must be between 10 ms and 60 s, and at most the interval");
+        }
+        if !within(self.observe_timeout, 10, 60) {
+            return Err("observe timeout must be between 10 ms and 60 s");
+        }
+        if !within(self.action_timeout, 100, 600) {
+            return Err("action timeout must be between 100 ms and 10 min");
+        }
+        if !within(self.record_ttl, 1000, 86_400) {
+            return Err("record ttl must be between 1 s and one day");
+        }
+        if self.max_steps_per_tick == 0 || self.max_steps_per_tick > 64 {
+            return Err("max steps per tick must be between 1 and 64");
+        }
+        Ok(())
+    }
+
     /// The defaults of DESIGN §5 for a service name.
     pub fn default_for(service_name: DnsName) -> Self {
         Self {
@@ -339,7 +366,12 @@ impl Prober {
             }
             Action::Promote => bounded(limit, self.promoter.promote()).await,
             Action::TakeLeadership => {
-                bounded(limit, self.leadership.take(&self.policy.standby)).await
+                bounded(
+                    limit,
+                    self.leadership
+                        .take(&self.policy.standby, self.policy.lease_ttl),
+                )
+                .await
             }
             Action::SwitchDns { expected, new } => {
                 let swap = bounded(limit, async {
@@ -402,8 +434,8 @@ impl Leadership for PairControl {
             .map_err(ProbeError::Leadership)
     }
 
-    async fn take(&self, region: &RegionName) -> Result<(), ProbeError> {
-        PairControl::take(self, region, crate::leader::DEFAULT_TTL)
+    async fn take(&self, region: &RegionName, ttl: Duration) -> Result<(), ProbeError> {
+        PairControl::take(self, region, ttl)
             .await
             .map(|_| ())
             .map_err(ProbeError::Leadership)

@@ -138,7 +138,7 @@ impl Leadership for Fake {
         Ok(())
     }
 
-    async fn take(&self, r: &RegionName) -> Result<(), ProbeError> {
+    async fn take(&self, r: &RegionName, _ttl: Duration) -> Result<(), ProbeError> {
         let mut w = self.world();
         if w.leader.is_none() && !w.step_downs.contains(r) {
             let epoch = Epoch::new(w.next_epoch).unwrap();
@@ -147,6 +147,54 @@ impl Leadership for Fake {
         }
         Ok(())
     }
+}
+
+#[test]
+fn settings_are_bounded() {
+    assert_eq!(ShellConfig::default_for(api()).validate(), Ok(()));
+    let mut c = ShellConfig::default_for(api());
+    c.interval = Duration::from_secs(3600);
+    assert!(c.validate().is_err());
+    let mut c = ShellConfig::default_for(api());
+    c.probe_timeout = Duration::from_secs(10);
+    assert!(c.validate().is_err(), "a probe longer than the interval");
+    let mut c = ShellConfig::default_for(api());
+    c.record_ttl = Duration::ZERO;
+    assert!(c.validate().is_err());
+    let p = Policy::default_for(region("a"), region("b"), [B1].into());
+    assert_eq!(p.validate(), Ok(()));
+    assert!(
+        Policy {
+            failure_threshold: 0,
+            ..p.clone()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        Policy {
+            lease_ttl: Duration::from_secs(1),
+            ..p.clone()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        Policy {
+            standby: region("a"),
+            ..p.clone()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        Policy {
+            standby_addrs: BTreeSet::new(),
+            ..p
+        }
+        .validate()
+        .is_err()
+    );
 }
 
 fn api() -> DnsName {
