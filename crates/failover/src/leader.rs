@@ -202,11 +202,13 @@ enum Command {
 }
 
 /// One member of a region's leadership: campaigns, keeps the lease alive, fences itself.
-/// Runs in its own task until the cancellation token fires.
+/// Runs in its own task until the cancellation token fires or the handle is dropped.
 pub struct Leadership {
     state: watch::Receiver<Published>,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
+    /// Dropping the handle stops the member too (without releasing the key).
+    _stop: tokio_util::sync::DropGuard,
 }
 
 impl Leadership {
@@ -220,6 +222,8 @@ impl Leadership {
         cancel: CancellationToken,
     ) -> Result<Self, LeaderError> {
         config.validate()?;
+        let cancel = cancel.child_token();
+        let stop = cancel.clone().drop_guard();
         let (state_tx, state) = watch::channel(Published {
             state: LeaderState::Fenced,
             valid_until: None,
@@ -239,6 +243,7 @@ impl Leadership {
             state,
             commands,
             task,
+            _stop: stop,
         })
     }
 
@@ -283,7 +288,10 @@ impl Leadership {
 
     /// Waits until the member's task has ended (after cancellation).
     pub async fn stopped(self) {
-        let _ = self.task.await;
+        let Self { task, _stop, .. } = self;
+        // Keep the guard until the task ends: waiting must not be what stops it.
+        let _ = task.await;
+        drop(_stop);
     }
 }
 
