@@ -22,8 +22,8 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{
-    Action, DbRole, Decision, LagSample, LeaderObservation, Observation, OperatorInput, Policy,
-    ProbeOutcome, RegionHealth, StandbyObservation, Transition, decide,
+    Action, DbRole, Decision, LagSample, LeaderObservation, Observation, OperatorInput, Phase,
+    Policy, ProbeOutcome, RegionHealth, StandbyObservation, Transition, decide,
 };
 use crate::dns::{DnsName, DnsProvider, Swap};
 use crate::leader::{ErrorChain, PairControl};
@@ -217,22 +217,47 @@ impl Prober {
         self.status.subscribe()
     }
 
-    /// Runs until cancelled: one tick every interval.
+    /// Runs until cancelled: one tick every interval, plus a tick (without a probe) the
+    /// moment the fence wait can end, so that the wait does not also wait for the next
+    /// interval.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut ticks = tokio::time::interval(self.config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let wake = self.fence_wait_ends();
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = ticks.tick() => self.tick().await,
+                _ = ticks.tick() => self.step(true).await,
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                    self.step(false).await;
+                }
             }
+        }
+    }
+
+    /// When the current fence wait can end, if one is under way and that is in the future.
+    fn fence_wait_ends(&self) -> Option<Instant> {
+        match self.status.borrow().state.phase {
+            Phase::FenceWait {
+                vacant_since: Some(since),
+                ..
+            } => {
+                let at =
+                    Instant::from_std(since + self.policy.lease_ttl + self.policy.fence_margin);
+                (at > Instant::now()).then_some(at)
+            }
+            _ => None,
         }
     }
 
     /// One tick: probe and observe, decide, act; observe again after each action (without
     /// probing) until nothing more is to be done or the per-tick bound is reached.
     pub async fn tick(&mut self) {
-        let mut with_probe = true;
+        self.step(true).await;
+    }
+
+    async fn step(&mut self, probe_first: bool) {
+        let mut with_probe = probe_first;
         for _ in 0..self.config.max_steps_per_tick.max(1) {
             let obs = self.observe(with_probe).await;
             with_probe = false;
