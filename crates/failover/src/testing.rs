@@ -13,7 +13,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
+use tokio::net::{TcpListener as AsyncTcpListener, TcpStream};
 use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
 
 use crate::dns::{DnsName, DnsProvider, Rfc2136, Rfc2136Config, Transport, TsigKey};
 
@@ -294,5 +296,51 @@ zone "{zone}" {{
     /// Its log so far (`named -g` output).
     pub fn log(&self) -> String {
         log_tail(&self.dir.path().join("named.log"))
+    }
+}
+
+/// A TCP proxy on a random loopback port whose links can be cut: put it between a client
+/// and a server to simulate a network partition.
+pub struct TcpProxy {
+    addr: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding every connection to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> Result<Self, TestingError> {
+        let listener = AsyncTcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let upstream = upstream.to_string();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut links = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                links.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, tasks })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://` + its address (for etcd endpoints).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cuts every link and stops listening: connections in flight break, new ones are
+    /// refused.
+    pub async fn cut(&mut self) {
+        // The links live in a set owned by the accepting task; they go with it.
+        self.tasks.shutdown().await;
     }
 }

@@ -13,11 +13,9 @@ use std::time::Duration;
 use tether_failover::leader::{
     LeaderConfig, LeaderState, Leadership, PairControl, PairKeys, StateWatch, wait_for_state,
 };
-use tether_failover::testing::EtcdServer;
+use tether_failover::testing::{EtcdServer, TcpProxy};
 use tether_failover::{Epoch, PairName, RegionName};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -256,43 +254,13 @@ async fn a_step_down_request_from_the_prober_releases_the_lease_at_once() {
     b.stop().await;
 }
 
-/// A TCP proxy in front of etcd whose links can be cut.
-struct Proxy {
-    endpoint: String,
-    tasks: JoinSet<()>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let upstream = target.trim_start_matches("http://").to_string();
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
-            let mut links = JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                links.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Self { endpoint, tasks }
-    }
-
-    /// Closes the listener and every link (the nested set goes with its task).
-    async fn cut(&mut self) {
-        self.tasks.shutdown().await;
-    }
-}
-
 #[tokio::test]
 async fn a_leader_cut_off_from_etcd_fences_itself_before_anyone_else_leads() {
     let etcd = EtcdServer::start().await.unwrap();
-    let mut proxy = Proxy::start(etcd.endpoint()).await;
-    let mut a = member(&proxy.endpoint, "a", true);
+    let mut proxy = TcpProxy::start(etcd.endpoint().trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let mut a = member(&proxy.url(), "a", true);
     let e1 = a.leads().await;
     let mut b = member(&etcd.endpoint(), "b", true);
     b.wait("b follows a", follower_of("a")).await;

@@ -3,7 +3,9 @@
 //! journey through Tether's API comes with `tether serve`'s region awareness): region A
 //! fails, and the prober steps it down, waits out the fence, promotes B's database, gives B
 //! the leader key with a higher epoch and flips the DNS record — and A's leadership was
-//! never confirmed past the moment B's database was promoted.
+//! never confirmed past the moment B's database was promoted. Twice: region A failing but
+//! still talking to etcd (it releases the key when asked), and region A cut off from
+//! everything (a partition: its lease has to run out).
 
 #![allow(
     clippy::unwrap_used,
@@ -20,7 +22,7 @@ use tether_failover::decide::{OperatorInput, Phase, Policy};
 use tether_failover::dns::{DnsName, DnsProvider, Rfc2136, Transport};
 use tether_failover::leader::{LeaderConfig, LeaderState, Leadership, PairControl, PairKeys};
 use tether_failover::probe::{PgPromoter, ProbeError, Prober, RegionProbe, ShellConfig};
-use tether_failover::testing::{BindServer, EtcdServer, poll_until};
+use tether_failover::testing::{BindServer, EtcdServer, TcpProxy, poll_until};
 use tether_failover::{PairName, RegionName, ServiceRecord};
 use tether_store::replication::testing::PgPair;
 use tether_store::replication::{DbRole, Replication};
@@ -55,8 +57,21 @@ impl RegionProbe for Switch {
 }
 
 #[tokio::test]
-async fn a_failover_across_real_etcd_postgres_and_bind() {
+async fn a_failing_region_is_failed_over_across_real_etcd_postgres_and_bind() {
+    failover(false).await;
+}
+
+#[tokio::test]
+async fn a_partitioned_region_fences_itself_before_the_standby_is_promoted() {
+    failover(true).await;
+}
+
+async fn failover(partition: bool) {
     let etcd = EtcdServer::start().await.unwrap();
+    // Region A reaches etcd through a link the test can cut.
+    let mut link = TcpProxy::start(etcd.endpoint().trim_start_matches("http://"))
+        .await
+        .unwrap();
     let bind = BindServer::start("tether.test.", &[("api", A1), ("api", A2)])
         .await
         .unwrap();
@@ -70,10 +85,13 @@ async fn a_failover_across_real_etcd_postgres_and_bind() {
 
     // One member per region. A's database is the primary: eligible. B's is a standby: it
     // only joins a key that names it.
-    let member = |name: &str, eligible: bool| {
+    let member = |name: &str, eligible: bool, endpoint: String| {
         let (tx, rx) = watch::channel(eligible);
         let config = LeaderConfig {
-            keys: keys.clone(),
+            keys: PairKeys {
+                endpoints: vec![endpoint],
+                ..keys.clone()
+            },
             region: region(name),
             ttl: TTL,
         };
@@ -82,8 +100,8 @@ async fn a_failover_across_real_etcd_postgres_and_bind() {
             tx,
         )
     };
-    let (a, _a_eligible) = member("a", true);
-    let (b, _b_eligible) = member("b", false);
+    let (a, _a_eligible) = member("a", true, link.url());
+    let (b, _b_eligible) = member("b", false, etcd.endpoint());
     let e1 = poll_until(
         Duration::from_secs(10),
         Duration::from_millis(50),
@@ -155,7 +173,12 @@ async fn a_failover_across_real_etcd_postgres_and_bind() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(status.borrow().actions.is_empty());
 
-    // Region A fails its journeys (it still answers etcd: it will release the key).
+    // Region A fails its journeys: either it still talks to etcd (and will release the
+    // key when asked), or it is cut off from everything.
+    let failed_at = tokio::time::Instant::now();
+    if partition {
+        link.cut().await;
+    }
     probe.0.store(false, Ordering::SeqCst);
     poll_until(
         Duration::from_secs(60),
@@ -211,6 +234,12 @@ async fn a_failover_across_real_etcd_postgres_and_bind() {
         a_until < promoting_at,
         "a led until {a_until:?}, promotion began at {promoting_at:?}"
     );
+    if partition {
+        // Cut off, A could not release anything: its leadership ran out by itself, within
+        // a TTL of the cut.
+        assert!(a_until <= failed_at + TTL);
+        assert_eq!(a.state(), LeaderState::Fenced);
+    }
     // The actions, in order (repeats of an idempotent request aside).
     let mut actions: Vec<String> = status
         .actions
