@@ -446,8 +446,6 @@ impl Member {
                     to = ?state,
                     "leadership changed"
                 );
-            }
-            if changed {
                 p.since = Instant::now();
             }
             p.state = state;
@@ -523,7 +521,13 @@ impl Member {
             };
             match end {
                 Some(LeadEnd::Cancelled) => break,
-                Some(LeadEnd::Lost) => continue,
+                Some(LeadEnd::Lost) => {
+                    // Look again, but never in a tight loop.
+                    if self.pause(Duration::from_millis(100)).await {
+                        break;
+                    }
+                    continue;
+                }
                 None => {}
             }
             // Not leading: publish who does and wait for something to change.
