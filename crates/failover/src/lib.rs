@@ -10,11 +10,13 @@
 //! - [`dns`]: the [`dns::DnsProvider`] port with an RFC 2136 implementation (TSIG-signed,
 //!   compare-and-swap through prerequisites) and an in-memory fake;
 //! - [`probe`]: the IO shell that feeds observations to `decide` and carries out its
-//!   decisions through small traits.
+//!   decisions through small traits;
+//! - [`config`]: the settings, with the defaults of DESIGN §5 and bounds on every value.
 //!
 //! Depends on `tether-store` (Postgres replication helpers) and nothing above it; it must
 //! never depend on the API's axum routes, the app or the saga engine.
 
+pub mod config;
 pub mod decide;
 pub mod dns;
 pub mod leader;
