@@ -18,6 +18,7 @@ use tether_model::operation::Operation;
 use tether_saga::{NewSaga, SagaStore};
 
 mod postgres;
+pub mod replication;
 mod rows;
 mod sqlite;
 #[cfg(feature = "testing")]

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Brings the two-region topology up on loopback (see common.sh for the addresses):
+# two Postgres clusters (A primary, B streaming standby; SYNC=1 for synchronous
+# replication), three etcd members (A, B, witness) forming one cluster, and BIND with a TSIG
+# key serving the zone tether.test. with api.tether.test pointing at region A's replicas.
+# Idempotent: components already running are left alone, stopped ones are started again.
+# State (data, logs, pid files, env) lives under $TETHER_REGIONS_DIR (default
+# /tmp/tether-regions). Undo with down.sh.
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./common.sh
+
+for tool in initdb pg_ctl pg_basebackup psql; do
+    [ -x "$PG_BIN/$tool" ] || { echo "missing $PG_BIN/$tool (PostgreSQL server binaries)" >&2; exit 1; }
+done
+for tool in etcd etcdctl tsig-keygen dig; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install etcd-server etcd-client bind9 bind9-dnsutils" >&2; exit 1; }
+done
+NAMED="$(named_bin)"
+
+if [ -e "$STATE" ] && [ ! -e "$MARKER" ]; then
+    echo "$STATE exists and is not ours (no $MARKER): refusing to touch it" >&2
+    exit 1
+fi
+mkdir -p "$STATE"
+touch "$MARKER"
+chmod 755 "$STATE"
+[ "$(id -u)" = 0 ] && chown postgres: "$STATE"
+
+log() { echo "[up] $*"; }
+
+# --- Postgres -----------------------------------------------------------------------------
+
+pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$1" status >/dev/null 2>&1; }
+pg_ready() { "$PG_BIN/pg_isready" -q -h "$1" -p "$PG_PORT"; }
+
+pg_start() { # DATADIR ADDR
+    if pg_running "$1"; then
+        log "postgres on $2:$PG_PORT already running"
+    else
+        as_pg "$PG_BIN/pg_ctl" -D "$1" -l "$1.log" -w -t 60 start >/dev/null
+        log "postgres on $2:$PG_PORT started"
+    fi
+    poll 60 "postgres on $2" pg_ready "$2"
+}
+
+PG_A="$STATE/pg-a"
+PG_B="$STATE/pg-b"
+# Unix sockets outside the data directories (pg_basebackup would copy A's lock file).
+as_pg mkdir -p "$STATE/sock-a" "$STATE/sock-b"
+if [ ! -s "$PG_A/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$PG_A" -U postgres --auth=trust -E UTF8 >/dev/null
+    cat >>"$PG_A/postgresql.conf" <<CONF
+# --- tether local-regions: region A, primary ---
+listen_addresses = '$A_ADDR'
+port = $PG_PORT
+unix_socket_directories = '$STATE/sock-a'
+cluster_name = 'tether_a'
+wal_level = replica
+max_wal_senders = 8
+wal_keep_size = '256MB'
+CONF
+    cat >>"$PG_A/pg_hba.conf" <<HBA
+# tether local-regions: everything on loopback, trust (a local drill, never production).
+host all all 127.0.0.0/8 trust
+host replication all 127.0.0.0/8 trust
+HBA
+fi
+pg_start "$PG_A" "$A_ADDR"
+if ! "$PG_BIN/psql" -h "$A_ADDR" -p "$PG_PORT" -U postgres -Atqc "select 1 from pg_database where datname = 'tether'" | grep -q 1; then
+    "$PG_BIN/psql" -h "$A_ADDR" -p "$PG_PORT" -U postgres -qc "create database tether" >/dev/null
+fi
+
+if [ ! -s "$PG_B/PG_VERSION" ]; then
+    as_pg "$PG_BIN/pg_basebackup" -h "$A_ADDR" -p "$PG_PORT" -U postgres -D "$PG_B" -R -X stream -c fast
+    cat >>"$PG_B/postgresql.conf" <<CONF
+# --- tether local-regions: region B, streaming standby of A ---
+listen_addresses = '$B_ADDR'
+unix_socket_directories = '$STATE/sock-b'
+cluster_name = 'tether_b'
+hot_standby = on
+CONF
+fi
+pg_start "$PG_B" "$B_ADDR"
+standby_streams() {
+    "$PG_BIN/psql" -h "$A_ADDR" -p "$PG_PORT" -U postgres -Atqc \
+        "select 1 from pg_stat_replication where application_name = 'tether_b' and state = 'streaming'" | grep -q 1
+}
+poll 60 "region B to stream from region A" standby_streams
+if [ "${SYNC:-0}" = 1 ]; then
+    # Commits wait until region B has flushed them: RPO 0 for acknowledged writes. Set only
+    # now that B streams (earlier, A's own set-up commits would wait for a standby that is
+    # not there yet).
+    "$PG_BIN/psql" -h "$A_ADDR" -p "$PG_PORT" -U postgres -qc \
+        "alter system set synchronous_standby_names = 'tether_b'" -c "select pg_reload_conf()" >/dev/null
+    is_sync() {
+        "$PG_BIN/psql" -h "$A_ADDR" -p "$PG_PORT" -U postgres -Atqc \
+            "select sync_state from pg_stat_replication where application_name = 'tether_b'" | grep -q '^sync$'
+    }
+    poll 30 "region B to become a synchronous standby" is_sync
+fi
+log "region B streams from region A ($("$PG_BIN/psql" -h "$A_ADDR" -p "$PG_PORT" -U postgres -Atqc "select sync_state from pg_stat_replication where application_name = 'tether_b'"))"
+
+# --- etcd: one cluster, a member per region plus a witness ----------------------------------
+
+initial_cluster=""
+for m in "${ETCD_MEMBERS[@]}"; do
+    initial_cluster+="${initial_cluster:+,}$m=http://${ETCD_ADDR[$m]}:$ETCD_PEER_PORT"
+done
+for m in "${ETCD_MEMBERS[@]}"; do
+    addr=${ETCD_ADDR[$m]}
+    pidfile="$STATE/etcd-$m.pid"
+    if alive "$pidfile"; then
+        log "etcd member $m already running"
+        continue
+    fi
+    cluster_state=new
+    [ -d "$STATE/etcd-$m/member" ] && cluster_state=existing
+    setsid etcd --name "$m" --data-dir "$STATE/etcd-$m" \
+        --listen-client-urls "http://$addr:$ETCD_CLIENT_PORT" \
+        --advertise-client-urls "http://$addr:$ETCD_CLIENT_PORT" \
+        --listen-peer-urls "http://$addr:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://$addr:$ETCD_PEER_PORT" \
+        --initial-cluster "$initial_cluster" \
+        --initial-cluster-token tether-regions \
+        --initial-cluster-state "$cluster_state" \
+        --log-level warn \
+        </dev/null >>"$STATE/etcd-$m.log" 2>&1 &
+    echo $! >"$pidfile"
+    log "etcd member $m started on $addr:$ETCD_CLIENT_PORT"
+done
+poll 60 "the etcd cluster to be healthy" etcd_ctl endpoint health
+members=$(etcd_ctl member list | wc -l)
+[ "$members" = 3 ] || { echo "etcd has $members members, expected 3" >&2; exit 1; }
+log "etcd cluster healthy (3 members)"
+
+# --- BIND: authoritative for tether.test., updates signed with a TSIG key ------------------
+
+BIND="$STATE/bind"
+mkdir -p "$BIND"
+if [ ! -s "$BIND/tsig.key" ]; then
+    tsig-keygen -a hmac-sha256 tether-key >"$BIND/tsig.key"
+    chmod 600 "$BIND/tsig.key"
+fi
+if [ ! -s "$BIND/zone.db" ]; then
+    {
+        echo "\$ORIGIN $ZONE."
+        echo "\$TTL 5"
+        echo "@ IN SOA ns.$ZONE. admin.$ZONE. 1 3600 600 86400 5"
+        echo "@ IN NS ns.$ZONE."
+        echo "ns IN A $WITNESS_ADDR"
+        for r in "${A_REPLICAS[@]}"; do echo "api IN A $r"; done
+    } >"$BIND/zone.db"
+fi
+cat >"$BIND/named.conf" <<CONF
+options {
+    directory "$BIND";
+    pid-file "$BIND/named.pid";
+    session-keyfile "$BIND/session.key";
+    managed-keys-directory "$BIND";
+    listen-on port $DNS_PORT { $DNS_ADDR; };
+    listen-on-v6 { none; };
+    recursion no;
+    dnssec-validation no;
+    notify no;
+};
+controls { };
+include "$BIND/tsig.key";
+zone "$ZONE" {
+    type primary;
+    file "$BIND/zone.db";
+    allow-update { key "tether-key"; };
+};
+CONF
+if alive "$BIND/named.pid"; then
+    log "named already running"
+else
+    "$NAMED" -c "$BIND/named.conf" -L "$BIND/named.log"
+    log "named started on $DNS_ADDR:$DNS_PORT"
+fi
+poll 30 "named to answer for $SERVICE_NAME" dig_service
+log "$SERVICE_NAME -> $(dig_service | sort | tr '\n' ' ')"
+
+# --- The environment the tether processes will use ------------------------------------------
+
+secret=$(sed -n 's/.*secret "\(.*\)";/\1/p' "$BIND/tsig.key")
+cat >"$STATE/env" <<ENV
+# Written by deploy/local-regions/up.sh. Source it to reach the topology.
+export TETHER_REGIONS_DIR=$STATE
+export REGION_A_DATABASE_URL=postgres://postgres@$A_ADDR:$PG_PORT/tether
+export REGION_B_DATABASE_URL=postgres://postgres@$B_ADDR:$PG_PORT/tether
+export ETCD_ENDPOINTS=$ETCD_ENDPOINTS
+export DNS_SERVER=$DNS_ADDR:$DNS_PORT
+export DNS_ZONE=$ZONE.
+export DNS_SERVICE_NAME=$SERVICE_NAME.
+export DNS_TSIG_KEY_NAME=tether-key
+export DNS_TSIG_SECRET=$secret
+ENV
+chmod 600 "$STATE/env"
+
+# --- tether serve replicas and the prober (placeholders) -----------------------------------
+#
+# TODO(phase 2, #10): start them once `tether serve` is region-aware and `tether probe`
+# exists. Each replica gets its own address, config and pid file, like etcd above:
+#
+#   for addr in "${A_REPLICAS[@]}"; do    # region A, active
+#       setsid tether serve --config "$STATE/tether-$addr.toml" \
+#           >>"$STATE/tether-$addr.log" 2>&1 </dev/null & echo $! >"$STATE/tether-$addr.pid"
+#   done
+#   # with [server] listen = "$addr:$TETHER_PORT", [database] url = $REGION_A_DATABASE_URL,
+#   # [region] name = "a", pair = "pair-1", etcd = $ETCD_ENDPOINTS,
+#   # public_endpoint = "http://$SERVICE_NAME:$TETHER_PORT"
+#
+#   for addr in "${B_REPLICAS[@]}"; do    # region B, passive until promoted
+#       ... the same with $REGION_B_DATABASE_URL and name = "b"
+#   done
+#
+#   # The prober, at the witness site:
+#   setsid tether probe --config "$STATE/probe.toml" >>"$STATE/probe.log" 2>&1 </dev/null &
+#   echo $! >"$STATE/probe.pid"
+#   # with the pair, both database URLs, $ETCD_ENDPOINTS, the DNS server, zone, name and
+#   # TSIG key from $STATE/env, interval 5 s, timeout 2 s, threshold 3.
+
+log "up: state in $STATE (source $STATE/env); check with check.sh, stop with down.sh"
