@@ -292,11 +292,11 @@ async fn three_replicas_share_the_work_through_a_crash() {
         sagas.sort();
         let since_created = sagas
             .iter()
-            .rposition(|(_, name, state)| name == "linker-delete" && state == "succeeded")
+            .rposition(|(_, name, state)| name == "linker-delete-v2" && state == "succeeded")
             .map_or(&sagas[..], |at| &sagas[at + 1..]);
         let holds = since_created
             .iter()
-            .any(|(_, name, state)| name != "linker-delete" && state == "succeeded");
+            .any(|(_, name, state)| name != "linker-delete-v2" && state == "succeeded");
         if !holds {
             continue;
         }

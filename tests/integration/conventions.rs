@@ -151,7 +151,7 @@ async fn bad_input_gets_a_clear_400_and_writes_nothing() {
             "properties.targetService.id",
         ),
         (
-            json!({"targetService": {"type": "AzureResource", "id": PG_DATABASE_ID}, "authInfo": {"authType": "systemAssignedIdentity"}}),
+            json!({"targetService": {"type": "AzureResource", "id": PG_DATABASE_ID}, "authInfo": {"authType": "servicePrincipalCertificate", "clientId": "c", "principalId": "p", "certificate": "MIIcertificate-body-9f3a"}}),
             "InvalidParameter",
             "properties.authInfo.authType",
         ),

@@ -1,18 +1,24 @@
 //! Crash-proof sagas. The binary under test has crash points (`TETHER_CRASH_POINT=
 //! <saga>:<step>:<before|after|undo-before|undo-after>` aborts the process right there). For
-//! every step of create, update and delete, a replica crashes right before and right after
-//! the step's side effect; then either the same server restarts, or a second replica adopts
-//! the saga. Each operation must end exactly as it would have without the crash, with the
-//! mock backend holding exactly the expected state — no leaked setting or firewall rule — and
-//! no two writes to one resource ever overlapping in time.
+//! every step of create, update and delete (as the saga definitions list them), a replica
+//! crashes right before and right after the step's side effect; then either the same server
+//! restarts, or a second replica adopts the saga. Each operation must end exactly as it would
+//! have without the crash, with the mock backend holding exactly the expected state — no
+//! leaked setting, firewall rule, identity, grant or database user — and no two writes to one
+//! resource ever overlapping in time.
+//!
+//! The connection exercises every step: created with a user-assigned identity (attached to
+//! the app, a database user for it) and firewall rules; updated to a service principal (the
+//! identity detached, its database user dropped, a new one made, the rules removed).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tether_app::sagas::{LINKER_CREATE, LINKER_DELETE, LINKER_UPDATE, definitions};
 use tether_test_utils::{Api, Backend, ReplicaOptions, TestEnv};
 
-use crate::support::{PG_DATABASE_ID, WEB_APP_ID, env, secret_linker};
+use crate::support::{IDENTITY_ID, PG_DATABASE_ID, WEB_APP_ID, env};
 
 const NAME: &str = "orders";
 const SETTLE: Duration = Duration::from_secs(60);
@@ -27,17 +33,19 @@ enum Saga {
 impl Saga {
     fn name(self) -> &'static str {
         match self {
-            Saga::Create => "linker-create",
-            Saga::Update => "linker-update",
-            Saga::Delete => "linker-delete",
+            Saga::Create => LINKER_CREATE,
+            Saga::Update => LINKER_UPDATE,
+            Saga::Delete => LINKER_DELETE,
         }
     }
 
-    fn steps(self) -> [&'static str; 3] {
-        match self {
-            Saga::Delete => ["resolve", "configuration", "network"],
-            _ => ["resolve", "network", "configuration"],
-        }
+    /// The steps, as the shipped definition runs them.
+    fn steps(self) -> Vec<&'static str> {
+        definitions(1)
+            .iter()
+            .find(|d| d.name() == self.name())
+            .map(|d| d.step_names())
+            .unwrap_or_else(|| panic!("no saga definition named {}", self.name()))
     }
 }
 
@@ -58,12 +66,33 @@ struct States {
     updated: State,
 }
 
-fn connected() -> Value {
-    secret_linker(PG_DATABASE_ID, "pw-1", "python", true)
+/// A user-assigned identity, and firewall rules for the app's addresses.
+async fn connected(env: &TestEnv) -> Value {
+    let identity = env
+        .mock
+        .resource(IDENTITY_ID)
+        .await
+        .expect("the demo identity");
+    json!({
+        "targetService": {"type": "AzureResource", "id": PG_DATABASE_ID},
+        "authInfo": {"authType": "userAssignedIdentity", "clientId": identity["properties"]["clientId"]},
+        "clientType": "python",
+        "vNetSolution": {"type": "firewall"},
+    })
 }
 
+/// A service principal, another client type, no firewall rules.
 fn updated() -> Value {
-    secret_linker(PG_DATABASE_ID, "pw-2", "java", false)
+    json!({
+        "targetService": {"type": "AzureResource", "id": PG_DATABASE_ID},
+        "authInfo": {
+            "authType": "servicePrincipalSecret",
+            "clientId": "0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b",
+            "principalId": "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+            "secret": "sp-secret-crash-test",
+        },
+        "clientType": "java",
+    })
 }
 
 async fn succeed(api: &Api, reply: tether_test_utils::Reply) {
@@ -77,7 +106,11 @@ async fn succeed(api: &Api, reply: tether_test_utils::Reply) {
 
 async fn record_states(env: &TestEnv, api: &Api) -> States {
     let clean = env.mock.state().await;
-    succeed(api, api.put_linker(WEB_APP_ID, NAME, connected()).await).await;
+    succeed(
+        api,
+        api.put_linker(WEB_APP_ID, NAME, connected(env).await).await,
+    )
+    .await;
     let connected = env.mock.state().await;
     succeed(api, api.put_linker(WEB_APP_ID, NAME, updated()).await).await;
     let updated = env.mock.state().await;
@@ -96,17 +129,22 @@ async fn prepare(saga: Saga, api: &Api, env: &TestEnv, states: &States) {
         succeed(api, api.delete_linker(WEB_APP_ID, NAME).await).await;
     }
     if saga != Saga::Create {
-        succeed(api, api.put_linker(WEB_APP_ID, NAME, connected()).await).await;
+        succeed(
+            api,
+            api.put_linker(WEB_APP_ID, NAME, connected(env).await).await,
+        )
+        .await;
         assert_eq!(env.mock.state().await, states.connected);
     }
 }
 
 /// Sends the request that starts `saga`; the answer may be lost when the crash comes first.
-async fn start(saga: Saga, api: &Api) {
+async fn start(saga: Saga, api: &Api, env: &TestEnv) {
     let path = Api::linker_path(WEB_APP_ID, NAME);
     let _ = match saga {
         Saga::Create => {
-            api.try_call("PUT", &path, Some(&json!({"properties": connected()})))
+            let properties = connected(env).await;
+            api.try_call("PUT", &path, Some(&json!({"properties": properties})))
                 .await
         }
         Saga::Update => {
@@ -136,7 +174,7 @@ async fn crash_every_step(saga: Saga, backend: Backend, recovery: Recovery) {
             let survivor = match recovery {
                 Recovery::Restart => {
                     server.restart(Some(crash_at(saga, step, when))).await;
-                    start(saga, &server.api).await;
+                    start(saga, &server.api, &env).await;
                     assert!(
                         server.wait_exit(Duration::from_secs(30)).await,
                         "{point}: no crash"
@@ -146,7 +184,7 @@ async fn crash_every_step(saga: Saga, backend: Backend, recovery: Recovery) {
                 }
                 Recovery::Adopt => {
                     let mut crashing = env.spawn_with(crash_at(saga, step, when)).await;
-                    start(saga, &crashing.api).await;
+                    start(saga, &crashing.api, &env).await;
                     assert!(
                         crashing.wait_exit(Duration::from_secs(30)).await,
                         "{point}: no crash"
@@ -210,10 +248,11 @@ async fn a_delete_crashed_at_any_step_is_finished_by_another_replica() {
     crash_every_step(Saga::Delete, Backend::Postgres, Recovery::Adopt).await;
 }
 
-/// The fault that makes each saga fail at its last step, so it unwinds through every undo.
+/// The fault that makes each saga fail at its last step (configuration for create and
+/// update, detaching the identity for delete), so it unwinds through every undo.
 fn last_step_fault(saga: Saga) -> Value {
     let (method, path) = match saga {
-        Saga::Delete => ("DELETE", "**/firewallRules/*"),
+        Saga::Delete => ("PATCH", "**/Microsoft.Web/sites/demo-web"),
         _ => ("PUT", "**/config/appsettings"),
     };
     json!({"method": method, "path": path, "count": 1, "when": "after",
@@ -228,18 +267,18 @@ async fn crash_every_undo(saga: Saga) {
     let env = env(Backend::Postgres).await;
     let mut server = env.spawn().await;
     let states = record_states(&env, &server.api).await;
-    let mut points: Vec<(&str, &str)> = saga
-        .steps()
+    let steps = saga.steps();
+    let mut points: Vec<(&str, &str)> = steps
         .iter()
         .flat_map(|s| [(*s, "undo-before"), (*s, "undo-after")])
         .collect();
-    points.push((saga.steps()[1], "after"));
+    points.push((steps[steps.len() - 2], "after"));
     for (step, when) in points {
         let point = format!("{}:{step}:{when}", saga.name());
         prepare(saga, &server.api, &env, &states).await;
         env.mock.fault(last_step_fault(saga)).await;
         server.restart(Some(crash_at(saga, step, when))).await;
-        start(saga, &server.api).await;
+        start(saga, &server.api, &env).await;
         assert!(
             server.wait_exit(Duration::from_secs(30)).await,
             "{point}: no crash"

@@ -445,7 +445,7 @@ async fn a_retry_sent_to_another_replica_gets_the_first_attempt_s_operation() {
     // Replica A commits the create, then dies before it answers.
     let mut a = env
         .spawn_with(
-            ReplicaOptions::default().env("TETHER_CRASH_POINT", "linker-create:begin:after"),
+            ReplicaOptions::default().env("TETHER_CRASH_POINT", "linker-create-v2:begin:after"),
         )
         .await;
     let b = env.spawn().await;

@@ -7,9 +7,11 @@
     reason = "test helpers may panic: a panic is a test failure"
 )]
 
+mod catalogue;
 mod chaos;
 mod conventions;
 mod crash;
+mod faults;
 mod hostile;
 mod lifecycle;
 mod operators;

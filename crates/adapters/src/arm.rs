@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-pub use reqwest::Url;
+use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
+pub use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -41,6 +41,9 @@ pub struct ArmConfig {
     pub lro_timeout: Duration,
     /// The largest response body read; a larger one is a protocol error.
     pub max_response_bytes: usize,
+    /// The SQL data plane of database servers (statements that create and drop database
+    /// users for identities), if one is configured.
+    pub sql_data_plane: Option<Url>,
     /// Sent as `User-Agent` (names the replica).
     pub user_agent: String,
 }
@@ -141,6 +144,53 @@ impl ArmClient {
             return Ok(self.send(call, Method::GET, url, None).await?.body);
         }
         Ok(reply.body)
+    }
+
+    /// PUTs or PATCHes a resource and follows a long-running operation to its end, without
+    /// reading the resource back.
+    pub async fn write(
+        &self,
+        call: &Call,
+        method: Method,
+        path: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<(), AdapterError> {
+        let url = self.url(path, api_version)?;
+        let reply = self.send(call, method, url, Some(body)).await?;
+        self.follow(call, &reply).await.map(|_| ())
+    }
+
+    /// GETs a collection with an OData `$filter`.
+    pub async fn get_filtered(
+        &self,
+        call: &Call,
+        path: &str,
+        api_version: &str,
+        filter: &str,
+    ) -> Result<Value, AdapterError> {
+        let mut url = self.url(path, api_version)?;
+        url.query_pairs_mut().append_pair("$filter", filter);
+        Ok(self.send(call, Method::GET, url, None).await?.body)
+    }
+
+    /// Whether a SQL data plane is configured.
+    pub fn has_sql_data_plane(&self) -> bool {
+        self.inner.config.sql_data_plane.is_some()
+    }
+
+    /// Runs SQL statements on a database through the configured SQL data plane (with this
+    /// client's credentials); `NotFound`-kind `Unsupported` error when none is configured.
+    pub async fn sql(&self, call: &Call, body: &Value) -> Result<Value, AdapterError> {
+        let url = self.inner.config.sql_data_plane.clone().ok_or_else(|| {
+            AdapterError::new(
+                ErrorKind::BadRequest,
+                "POST SQL data plane",
+                "DatabaseUsersUnsupported",
+                "no SQL data plane is configured (azure.sql_data_plane)",
+            )
+        })?;
+        Ok(self.send(call, Method::POST, url, Some(body)).await?.body)
     }
 
     /// POSTs an action and returns its body.

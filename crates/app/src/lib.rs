@@ -14,6 +14,7 @@ use tether_model::ids::{InstanceId, SagaId};
 use tether_saga::{Executor, ExecutorConfig};
 use tether_store::{Purged, Store};
 
+pub mod applied;
 pub mod linkers;
 pub mod sagas;
 pub mod secrets;
@@ -39,14 +40,15 @@ pub struct Caller {
 #[derive(Clone)]
 pub struct App {
     store: Arc<dyn Store>,
-    adapters: Adapters,
+    ctx: Arc<LinkerCtx>,
     secrets: Arc<SecretBox>,
     executor: Executor<LinkerCtx>,
 }
 
 impl App {
     /// Wires the use-cases and an executor acting as replica `me`, running at most
-    /// `max_validations` validations at once (within the executor's own cap).
+    /// `max_validations` validations at once (within the executor's own cap). `tenant_id` is
+    /// the tenant written for service principals.
     pub fn new(
         store: Arc<dyn Store>,
         adapters: Adapters,
@@ -54,23 +56,26 @@ impl App {
         me: InstanceId,
         config: ExecutorConfig,
         max_validations: usize,
+        tenant_id: String,
     ) -> Self {
         let secrets = Arc::new(secrets);
         let ctx = Arc::new(LinkerCtx {
-            adapters: adapters.clone(),
+            adapters,
             secrets: secrets.clone(),
+            store: store.clone(),
+            tenant_id,
         });
         let saga_store: Arc<dyn tether_saga::SagaStore> = store.clone();
         let executor = Executor::new(
             saga_store,
-            ctx,
+            ctx.clone(),
             me,
             config,
             sagas::definitions(max_validations),
         );
         Self {
             store,
-            adapters,
+            ctx,
             secrets,
             executor,
         }

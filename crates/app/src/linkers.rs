@@ -8,19 +8,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::Value;
-use tether_adapters::Call;
-use tether_model::catalog;
-use tether_model::configuration::{self, KeyNaming, Password};
+use tether_adapters::{Call, TargetRef};
+use tether_model::configuration::{self, KeyNaming, Reveal};
+use tether_model::facts::Facts;
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
-use tether_model::linker::{AuthInfo, Linker, LinkerProperties, Sealed, SystemData};
+use tether_model::linker::{AuthInfo, Linker, LinkerProperties, Sealed, Secret, SystemData};
 use tether_model::operation::{Operation, OperationKind, ProvisioningState};
 use tether_model::{Error, ErrorKind};
 use tether_store::{LinkerChange, OperationBegin, StoreError};
 
+use crate::applied::{Applied, Item};
+use crate::sagas::steps::{IdentityOut, connection_facts};
 use crate::sagas::{
-    LINKER_CREATE, LINKER_DELETE, LINKER_UPDATE, LINKER_VALIDATE, LinkerParams, ValidateParams,
+    LINKER_CREATE, LINKER_DELETE, LINKER_UPDATE, LINKER_VALIDATE, LinkerParams, ValidateParams, v1,
 };
-use crate::spec::{self, ConnectionSpec};
+use crate::spec::{self, Auth, ConnectionSpec, SecretInput, secret_owner};
 use crate::{App, Caller};
 
 /// A write that was accepted and is running.
@@ -182,8 +184,8 @@ impl App {
         let params = LinkerParams {
             linker_id: existing.id,
             linker: existing.at.clone(),
-            before: self.specs_held(&existing)?,
             after: None,
+            legacy: legacy_applied(&existing)?,
         };
         let begun = self
             .begin(LINKER_DELETE, &params, change, operation)
@@ -192,54 +194,120 @@ impl App {
     }
 
     /// `listConfigurations`: the entries the connection provides to its source, with secrets
-    /// replaced by a marker (they are write-only).
+    /// replaced by a marker (they are write-only). Facts are read live from the target (and
+    /// the identity from the source); keys are never listed for this.
     pub async fn linker_configurations(
         &self,
         at: &LinkerRef,
     ) -> Result<Vec<configuration::Entry>, Error> {
         let linker = self.linker_get(at).await?;
-        let spec = self.spec_of(&linker)?;
-        let adapter = self.adapters.target(spec.target_spec()).ok_or_else(|| {
+        let spec = stored_spec(&linker)?;
+        let kind = spec.kind()?;
+        let call = Call::correlated(linker.id);
+        let ctx = &self.ctx;
+        let unavailable = || {
             Error::new(
                 ErrorKind::Unavailable,
                 "TargetUnsupported",
                 "no adapter is configured for this target type",
             )
-        })?;
-        let facts = adapter
-            .facts(&Call::correlated(linker.id), &spec.target)
-            .await
-            .map_err(|e| match e.is_not_found() {
-                true => Error::new(
-                    ErrorKind::NotFound,
-                    "TargetNotFound",
-                    format!(
-                        "the target resource '{}' of the linker was not found",
-                        spec.target
+        };
+        let target = ctx.adapters.target(&kind.name).ok_or_else(unavailable)?;
+        let mut facts =
+            target
+                .facts
+                .facts(&call, &spec.target)
+                .await
+                .map_err(|e| match e.is_not_found() {
+                    true => Error::new(
+                        ErrorKind::NotFound,
+                        "TargetNotFound",
+                        format!("the target '{}' of the linker was not found", spec.target),
                     ),
-                ),
-                false => Error::unavailable("reading the target failed", e),
-            })?;
-        spec.configuration_request()
-            .render(&spec.endpoint(&facts), Password::Redact)
+                    false => Error::unavailable("reading the target failed", e),
+                })?;
+        let keys = (spec.auth == Auth::TargetKeys).then(|| {
+            let mut redacted = Facts::new();
+            for (name, _) in kind.keys.iter().flat_map(|k| k.facts.iter()) {
+                redacted.set_secret(name, configuration::REDACTED);
+            }
+            redacted
+        });
+        let identity = self.identity_of(&call, &linker, &spec).await;
+        facts = connection_facts(ctx, linker.id, &spec, &facts, keys, Some(&identity))
+            .map_err(|e| Error::internal("the linker's facts", std::io::Error::other(e.message)))?;
+        spec.configuration_request()?.render(&facts, Reveal::Redact)
+    }
+
+    /// The identity a connection uses, as its source holds it now (for showing its ids; an
+    /// identity that cannot be read shows empty).
+    async fn identity_of(
+        &self,
+        call: &Call,
+        linker: &Linker,
+        spec: &ConnectionSpec,
+    ) -> IdentityOut {
+        let mut out = IdentityOut::default();
+        match &spec.auth {
+            Auth::SystemIdentity(_) => {
+                if let Some(source) = self.ctx.adapters.source(&spec.source) {
+                    if let Ok(identity) = source.identity.identity(call, &linker.at.scope).await {
+                        out.system = identity.system;
+                    }
+                }
+            }
+            Auth::UserIdentity {
+                client_id,
+                subscription,
+                ..
+            } => {
+                out.user = self
+                    .ctx
+                    .adapters
+                    .identities
+                    .find(call, subscription, client_id)
+                    .await
+                    .ok()
+                    .flatten();
+            }
+            _ => {}
+        }
+        out
     }
 
     /// `validateLinker`: starts a validation of the linker; the result arrives with the
     /// operation.
     pub async fn linker_validate(&self, at: &LinkerRef) -> Result<OperationId, Error> {
         let linker = self.linker_get(at).await?;
-        let spec = self.spec_of(&linker)?;
         let operation = Operation::start(OperationKind::Validate, &linker);
         let id = operation.id;
-        let params = ValidateParams {
-            linker_id: linker.id,
-            linker: linker.at.clone(),
-            spec,
+        let begun = match &linker.spec {
+            Some(_) => {
+                let params = ValidateParams {
+                    linker_id: linker.id,
+                    linker: linker.at.clone(),
+                    spec: stored_spec(&linker)?,
+                };
+                self.begin(LINKER_VALIDATE, &params, LinkerChange::Nothing, operation)
+                    .await?
+            }
+            // A first-release linker is validated as that release did.
+            None => {
+                let params = v1::ValidateParams {
+                    linker_id: linker.id,
+                    linker: linker.at.clone(),
+                    spec: legacy_spec(&linker)?,
+                };
+                self.begin(
+                    v1::LINKER_VALIDATE,
+                    &params,
+                    LinkerChange::Nothing,
+                    operation,
+                )
+                .await?
+            }
         };
-        if !self
-            .begin(LINKER_VALIDATE, &params, LinkerChange::Nothing, operation)
-            .await?
-        {
+        if !begun {
             return Err(raced(at));
         }
         Ok(id)
@@ -284,22 +352,37 @@ impl App {
             }
         }
         let linker_id = existing.as_ref().map_or_else(LinkerId::new, |l| l.id);
+        let catalog = tether_model::catalog::catalog()?;
+        let (_, target) = spec::target_of(catalog, &props)?;
+        let owner = secret_owner(linker_id, &target);
         let secret = match new_secret {
-            Some(s) => Some(
-                self.secrets
-                    .seal_str(s.expose(), linker_id.as_uuid().as_bytes()),
-            ),
-            None => existing.as_ref().and_then(|l| kept_secret(l, &props)),
+            Some(s) => Some(self.secrets.seal_str(s.expose(), &owner)),
+            None => match &existing {
+                Some(l) => self.kept_secret(l, &props, &target, &owner),
+                None => None,
+            },
         };
         let naming = match &existing {
             Some(l) => l.key_naming.clone(),
             None => {
                 let others = self.store.linkers_list(&at.scope, None, MAX_PAGE).await?;
-                self.naming_for(at, &props, &others)
+                naming_for(at, &props, &others)
             }
         };
-        let after = spec::check(at, &props, secret.clone(), naming.clone())?;
+        let after = spec::check(spec::Request {
+            catalog,
+            at,
+            props: &props,
+            secret: match &secret {
+                Some(s) => SecretInput::Sealed(s.clone()),
+                None => SecretInput::Missing,
+            },
+            naming: naming.clone(),
+            database_users: self.ctx.adapters.database_users,
+        })?;
         let keys = after.written_keys();
+        let stored = serde_json::to_value(&after)
+            .map_err(|e| Error::internal("a spec does not serialize", e))?;
 
         let now = Utc::now();
         let modified = |created: Option<&SystemData>| SystemData {
@@ -311,19 +394,19 @@ impl App {
             last_modified_by_type: caller.kind.clone(),
             last_modified_at: now,
         };
-        let (kind, saga, state, before, generation) = match &existing {
+        let (kind, saga, state, legacy, generation) = match &existing {
             None => (
                 OperationKind::Create,
                 LINKER_CREATE,
                 ProvisioningState::Accepted,
-                Vec::new(),
+                None,
                 1,
             ),
             Some(l) => (
                 OperationKind::Update,
                 LINKER_UPDATE,
                 ProvisioningState::Updating,
-                self.specs_held(l)?,
+                legacy_applied(l)?,
                 l.generation + 1,
             ),
         };
@@ -339,14 +422,15 @@ impl App {
             operation: None,
             next_operation: None,
             previous: None,
+            spec: Some(stored),
         };
         let operation = Operation::start(kind, &linker);
         linker.operation = Some(operation.id);
         let params = LinkerParams {
             linker_id,
             linker: linker.at.clone(),
-            before,
             after: Some(after),
+            legacy,
         };
         let change = match &existing {
             None => LinkerChange::Create {
@@ -418,69 +502,116 @@ impl App {
         }
     }
 
-    /// The specs the backend may hold for a stored linker: its own, and while an update runs
-    /// the one the update replaced (it comes back if the update fails).
-    fn specs_held(&self, linker: &Linker) -> Result<Vec<ConnectionSpec>, Error> {
-        let mut specs = vec![self.spec_of(linker)?];
-        if let Some(previous) = &linker.previous {
-            specs.push(spec::check(
-                &linker.at,
-                &previous.properties,
-                previous.secret.clone(),
-                linker.key_naming.clone(),
-            )?);
-        }
-        Ok(specs)
-    }
-
     /// True when `secret` is the linker's stored one (or absent: the stored one is kept).
-    fn same_secret(&self, linker: &Linker, secret: Option<&tether_model::linker::Secret>) -> bool {
+    fn same_secret(&self, linker: &Linker, secret: Option<&Secret>) -> bool {
         let Some(secret) = secret else { return true };
-        let stored = linker.secret.as_ref().and_then(|s| {
-            self.secrets
-                .open_str(s, linker.id.as_uuid().as_bytes())
-                .ok()
-        });
+        let stored = linker
+            .secret
+            .as_ref()
+            .and_then(|s| self.secrets.open_str(s, &stored_owner(linker)).ok());
         stored.is_some_and(|s| s.expose_secret() == secret.expose())
     }
 
-    /// The spec a stored linker was accepted with.
-    fn spec_of(&self, linker: &Linker) -> Result<ConnectionSpec, Error> {
-        spec::check(
-            &linker.at,
-            &linker.properties,
-            linker.secret.clone(),
-            linker.key_naming.clone(),
-        )
-    }
-
-    /// The first connection of a target type on a source gets plain key names; further ones
-    /// carry their own name (`AZURE_POSTGRESQL_<NAME>_CONNECTIONSTRING`).
-    fn naming_for(&self, at: &LinkerRef, props: &LinkerProperties, others: &[Linker]) -> KeyNaming {
-        let prefix_of = |p: &LinkerProperties| {
-            let id = match &p.target_service {
-                Some(tether_model::linker::TargetService::AzureResource(r)) => r.id.as_deref()?,
-                _ => return None,
-            };
-            catalog::target_for(&ResourceId::parse(id).ok()?).map(|t| t.config_prefix)
+    /// The stored secret a PUT or PATCH without one keeps: only while the target, the auth
+    /// type and the user name (or the principal) stay the same, so a secret never follows a
+    /// linker to another target or identity. Sealed again for `owner` (a first-release secret
+    /// was bound to the linker alone).
+    fn kept_secret(
+        &self,
+        existing: &Linker,
+        props: &LinkerProperties,
+        target: &TargetRef,
+        owner: &[u8],
+    ) -> Option<Sealed> {
+        let same_identity = match (&existing.properties.auth_info, &props.auth_info) {
+            (Some(AuthInfo::Secret(old)), Some(AuthInfo::Secret(new))) => old.name == new.name,
+            (
+                Some(AuthInfo::ServicePrincipalSecret(old)),
+                Some(AuthInfo::ServicePrincipalSecret(new)),
+            ) => old.client_id == new.client_id && old.principal_id == new.principal_id,
+            _ => false,
         };
-        let mine = prefix_of(props);
-        if mine.is_some() && others.iter().any(|o| prefix_of(&o.properties) == mine) {
-            KeyNaming::named(at.name.as_str())
-        } else {
-            KeyNaming::Plain
+        let old_target = tether_model::catalog::catalog()
+            .ok()
+            .and_then(|c| spec::target_of(c, &existing.properties).ok())
+            .map(|(_, t)| t);
+        if !same_identity || old_target.as_ref() != Some(target) {
+            return None;
         }
+        let plain = self
+            .secrets
+            .open_str(existing.secret.as_ref()?, &stored_owner(existing))
+            .ok()?;
+        Some(self.secrets.seal_str(plain.expose_secret(), owner))
     }
 }
 
-/// A PUT or PATCH may leave out the (write-only) password when it keeps the auth type and the
-/// user name; the stored secret is then kept. A new user name needs a new password.
-fn kept_secret(existing: &Linker, props: &LinkerProperties) -> Option<Sealed> {
-    match (&existing.properties.auth_info, &props.auth_info) {
-        (Some(AuthInfo::Secret(old)), Some(AuthInfo::Secret(new))) if old.name == new.name => {
-            existing.secret.clone()
-        }
-        _ => None,
+/// What a stored linker's secret is bound to: the linker and its target (the first release
+/// bound it to the linker alone).
+fn stored_owner(linker: &Linker) -> Vec<u8> {
+    match stored_spec(linker) {
+        Ok(spec) => secret_owner(linker.id, &spec.target),
+        Err(_) => linker.id.as_uuid().as_bytes().to_vec(),
+    }
+}
+
+/// The spec a linker was accepted with, as stored; never checked again.
+fn stored_spec(linker: &Linker) -> Result<ConnectionSpec, Error> {
+    match &linker.spec {
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|e| Error::internal("a stored spec does not parse", e)),
+        None => Err(Error::new(
+            ErrorKind::Conflict,
+            "LinkerNeedsUpdate",
+            "this linker was created by an earlier release; update it (PUT or PATCH) once to use this operation",
+        )),
+    }
+}
+
+/// The spec of a linker the first release stored.
+fn legacy_spec(linker: &Linker) -> Result<v1::ConnectionSpec, Error> {
+    v1::spec::stored(
+        &linker.properties,
+        linker.secret.clone(),
+        linker.key_naming.clone(),
+    )
+}
+
+/// What a first-release linker applied (it stored no record): its settings, and its
+/// firewall rules on its target (found by the linker's rule prefix).
+fn legacy_applied(linker: &Linker) -> Result<Option<Applied>, Error> {
+    if linker.spec.is_some() {
+        return Ok(None);
+    }
+    let legacy = legacy_spec(linker)?;
+    let mut items: Vec<Item> = legacy
+        .written_keys()
+        .iter()
+        .map(|k| Item::setting(k, None))
+        .collect();
+    if legacy.has_firewall() {
+        items.push(Item::firewall_rule(
+            &TargetRef::Arm(legacy.target.clone()),
+            &legacy.kind()?.name,
+            &spec::rule_prefix(&linker.at),
+        ));
+    }
+    Ok(Some(Applied { items }))
+}
+
+/// The first connection of a target kind on a source gets plain key names; further ones
+/// carry their own name (`AZURE_POSTGRESQL_<NAME>_CONNECTIONSTRING`).
+fn naming_for(at: &LinkerRef, props: &LinkerProperties, others: &[Linker]) -> KeyNaming {
+    let catalog = tether_model::catalog::catalog().ok();
+    let prefix_of = |p: &LinkerProperties| {
+        let (kind, _) = spec::target_of(catalog?, p).ok()?;
+        kind.prefixes.first().cloned()
+    };
+    let mine = prefix_of(props);
+    if mine.is_some() && others.iter().any(|o| prefix_of(&o.properties) == mine) {
+        KeyNaming::named(at.name.as_str())
+    } else {
+        KeyNaming::Plain
     }
 }
 

@@ -394,6 +394,9 @@ fn arm(
             kind @ ("azureasyncoperation" | "operationresults"),
             _,
         ] => operation(state, call, &s[7], *kind == "operationresults"),
+        ["subscriptions", _, "providers", _, _] if call.method == Method::GET => Ok(ok(
+            &json!({ "value": resources::list_in_subscription(state, &s[1], &s[3], &s[4]) }),
+        )),
         _ => Err(ArmError::no_route(call.method.as_str(), &call.raw_path)),
     }
 }

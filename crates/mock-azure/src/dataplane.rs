@@ -429,6 +429,22 @@ impl Session<'_> {
                 if matches(tokens, &[K("flush"), K("privileges")]).is_some() {
                     return Ok(Vec::new());
                 }
+                let exists = [
+                    K("select"),
+                    Word,
+                    K("from"),
+                    K("mysql"),
+                    C('.'),
+                    K("user"),
+                    K("where"),
+                    K("user"),
+                    C('='),
+                    Lit,
+                ];
+                if let Some(c) = matches(tokens, &exists).filter(|c| c[0] == "1") {
+                    let found = self.get(&self.principal_key(&c[1])).is_some();
+                    return Ok(if found { vec![json!([1])] } else { Vec::new() });
+                }
                 let drop = [K("drop"), K("user"), K("if"), K("exists"), Lit, C('@'), Lit];
                 if let Some(c) = matches(tokens, &drop).filter(|c| c[1] == "%") {
                     self.changes.insert(self.principal_key(&c[0]), None);

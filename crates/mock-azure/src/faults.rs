@@ -70,6 +70,9 @@ pub(crate) struct FaultSpec {
     /// Apply to each matching call with this probability (0 < p <= 1); `null` = always.
     #[serde(default)]
     pub(crate) probability: Option<f64>,
+    /// Matching calls to let through (to later rules) before the rule applies.
+    #[serde(default)]
+    pub(crate) skip: u64,
 }
 
 fn any_method() -> String {
@@ -106,6 +109,8 @@ pub(crate) struct FaultRule {
     pub(crate) when: When,
     /// The chance that a matching call is affected (`null` = always).
     pub(crate) probability: Option<f64>,
+    /// Matching calls still to let through before the rule applies.
+    pub(crate) skip: u64,
 }
 
 /// A rule consumed by one call.
@@ -199,6 +204,7 @@ impl FaultTable {
             action: spec.action,
             when: spec.when,
             probability: spec.probability,
+            skip: spec.skip,
         });
         Ok(id)
     }
@@ -223,12 +229,24 @@ impl FaultTable {
     /// Consumes the first live rule matching the call (and winning its probability roll), if
     /// any.
     pub(crate) fn take(&mut self, method: &str, segments: &[String]) -> Option<AppliedFault> {
-        let rule = self.rules.iter_mut().find(|rule| {
-            rule.remaining != Some(0)
+        let mut found = None;
+        for rule in &mut self.rules {
+            let matches = rule.remaining != Some(0)
                 && (rule.method == "*" || rule.method.eq_ignore_ascii_case(method))
-                && glob_matches(&rule.path, segments)
-                && rule.probability.is_none_or(|p| rand::random::<f64>() < p)
-        })?;
+                && glob_matches(&rule.path, segments);
+            if !matches {
+                continue;
+            }
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                continue;
+            }
+            if rule.probability.is_none_or(|p| rand::random::<f64>() < p) {
+                found = Some(rule);
+                break;
+            }
+        }
+        let rule = found?;
         if let Some(remaining) = rule.remaining.as_mut() {
             *remaining -= 1;
         }
@@ -311,6 +329,27 @@ mod tests {
     }
 
     #[test]
+    fn skip_lets_matching_calls_through_first() {
+        let mut table = FaultTable::default();
+        let id = table
+            .add(FaultSpec {
+                method: "post".into(),
+                path: "/dataplane/sql".into(),
+                count: Some(1),
+                action: FaultAction::Delay(DelayAction { ms: 1 }),
+                when: When::Before,
+                probability: None,
+                skip: 2,
+            })
+            .unwrap();
+        let path = segs("/dataplane/sql");
+        assert!(table.take("POST", &path).is_none());
+        assert!(table.take("POST", &path).is_none());
+        assert_eq!(table.take("POST", &path).unwrap().id, id);
+        assert!(table.take("POST", &path).is_none(), "count exhausted");
+    }
+
+    #[test]
     fn take_consumes_counts_in_order() {
         let mut table = FaultTable::default();
         let spec = |count| FaultSpec {
@@ -320,6 +359,7 @@ mod tests {
             action: FaultAction::Delay(DelayAction { ms: 1 }),
             when: When::Before,
             probability: None,
+            skip: 0,
         };
         let first = table.add(spec(Some(1))).unwrap();
         let second = table.add(spec(None)).unwrap();
@@ -342,6 +382,7 @@ mod tests {
             action: FaultAction::Throttle(ThrottleAction { retry_after: 1 }),
             when: When::After,
             probability: None,
+            skip: 0,
         });
         assert_eq!(err, Err(FaultSpecError::AfterNeedsFail));
         let err = table.add(FaultSpec {
@@ -355,6 +396,7 @@ mod tests {
             }),
             when: When::Before,
             probability: None,
+            skip: 0,
         });
         assert_eq!(err, Err(FaultSpecError::Status(200)));
         let err = table.add(FaultSpec {
@@ -364,6 +406,7 @@ mod tests {
             action: FaultAction::Delay(DelayAction { ms: 1 }),
             when: When::Before,
             probability: Some(0.0),
+            skip: 0,
         });
         assert_eq!(err, Err(FaultSpecError::Probability));
     }
@@ -378,6 +421,7 @@ mod tests {
             action: FaultAction::Delay(DelayAction { ms: 1 }),
             when: When::Before,
             probability,
+            skip: 0,
         };
         let sometimes = table.add(rule(Some(0.25))).unwrap();
         let always = table.add(rule(None)).unwrap();

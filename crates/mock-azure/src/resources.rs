@@ -210,6 +210,34 @@ pub(crate) fn list_resource_groups(state: &State, sub: &str) -> Vec<Value> {
     state.list_collection(&format!("/subscriptions/{sub}/resourcegroups").to_lowercase())
 }
 
+/// Every top-level resource of `{namespace}/{type}` in a subscription, across its resource
+/// groups (`GET /subscriptions/{sub}/providers/{namespace}/{type}`), in id order.
+pub(crate) fn list_in_subscription(
+    state: &State,
+    sub: &str,
+    namespace: &str,
+    resource_type: &str,
+) -> Vec<Value> {
+    let prefix = format!("/subscriptions/{sub}/resourcegroups/").to_lowercase();
+    let provider = format!("/providers/{namespace}/{resource_type}/").to_lowercase();
+    state
+        .resources
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(k, _)| {
+            let rest = &k[prefix.len()..];
+            // `{rg}/providers/{ns}/{type}/{name}`, nothing nested below it.
+            rest.split_once('/').is_some_and(|(_, after_rg)| {
+                let after_rg = format!("/{after_rg}");
+                after_rg
+                    .strip_prefix(&provider)
+                    .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+            })
+        })
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 /// Checks that the resource group and (for nested paths) the parent resource exist.
 fn check_scope(state: &State, path: &ProviderPath) -> Result<(), ArmError> {
     if !state

@@ -1,7 +1,8 @@
 //! Tether's domain model: typed ids and ARM id parsing, the api-versions and what each one
 //! can express, the linker resource model (one strict serde model for all versions, with
-//! write-only secrets), operations, the catalogue of sources and targets with their
-//! configuration naming rules, and the transport-agnostic service [`Error`].
+//! write-only secrets), operations, the catalogue of sources and targets (built from the
+//! connection matrix and Tether's data at load time), named facts and the configuration they
+//! render to, and the transport-agnostic service [`Error`].
 //!
 //! This crate does no IO: no sqlx, axum, reqwest or tokio networking.
 
@@ -9,6 +10,7 @@ pub mod api_version;
 pub mod catalog;
 pub mod configuration;
 pub mod error;
+pub mod facts;
 pub mod ids;
 pub mod limits;
 pub mod linker;

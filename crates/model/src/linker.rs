@@ -899,6 +899,9 @@ pub struct Linker {
     pub next_operation: Option<crate::ids::OperationId>,
     /// While an update runs: the spec it replaced, which comes back if the update fails.
     pub previous: Option<PreviousSpec>,
+    /// The checked connection it was accepted with (opaque here: the application's), so a
+    /// stored linker is never checked again; `None` for linkers the first release stored.
+    pub spec: Option<serde_json::Value>,
 }
 
 /// The spec an update replaced.
@@ -908,6 +911,8 @@ pub struct PreviousSpec {
     pub properties: LinkerProperties,
     /// Its sealed secret.
     pub secret: Option<Sealed>,
+    /// Its checked connection.
+    pub spec: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

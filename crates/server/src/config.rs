@@ -190,6 +190,11 @@ pub struct AzureConfig {
     /// Timeout of each ARM request, in seconds.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// The URL of a SQL data plane: an endpoint that runs statements on a database server
+    /// with our credentials (`POST {server, database, statements}`), used to make database
+    /// users for identities. Without it, identity auth to SQL databases is refused with 400.
+    #[serde(default)]
+    pub sql_data_plane: Option<String>,
 }
 
 /// `[sagas]`.
@@ -545,6 +550,11 @@ impl Config {
             request_timeout: Duration::from_secs(a.request_timeout_secs),
             lro_timeout: Duration::from_secs(300),
             max_response_bytes: tether_adapters::arm::DEFAULT_MAX_RESPONSE_BYTES,
+            sql_data_plane: a
+                .sql_data_plane
+                .as_deref()
+                .map(|u| url("azure.sql_data_plane", u))
+                .transpose()?,
             user_agent: format!("tether/{} ({me})", env!("CARGO_PKG_VERSION")),
         })
     }

@@ -89,6 +89,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             client_secret: SecretString::from(demo::CLIENT_SECRET.to_string()),
             max_retries: 3,
             request_timeout_secs: 30,
+            sql_data_plane: Some(format!("{mock_url}/dataplane/sql")),
         },
         sagas: SagasConfig::default(),
         housekeeping: HousekeepingConfig::default(),

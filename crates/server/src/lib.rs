@@ -39,13 +39,17 @@ impl Application {
             .context("could not open the database (database.url)")?;
         let me = InstanceId::generate(&config.server.instance_name);
         let arm = ArmClient::new(config.arm(&me)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let catalog = tether_model::catalog::catalog().map_err(|e| {
+            anyhow::anyhow!("the built-in catalogue is invalid: {}", e.detail().message)
+        })?;
         let app = App::new(
             store,
-            tether_adapters::azure::adapters(arm),
+            tether_adapters::azure::adapters(arm, catalog),
             config.secret_box()?,
             me.clone(),
             config.executor(),
             config.sagas.max_validations,
+            config.azure.tenant_id.clone(),
         );
         let limits = config.http_limits();
         let api = ApiConfig {

@@ -266,6 +266,16 @@ pub struct OperationBegin {
     pub saga: NewSaga,
 }
 
+/// What a linker's last successful create or update applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedRecord {
+    /// The record, as the application wrote it.
+    pub record: serde_json::Value,
+    /// The keys of its items this linker may remove when no other linker holds them: those a
+    /// connection created (handed on from linkers that held them and are gone).
+    pub created: Vec<String>,
+}
+
 /// Persistence for linkers, operations and sagas. Every method is one short transaction;
 /// none is held across a call to anything else.
 #[async_trait]
@@ -284,6 +294,16 @@ pub trait Store: SagaStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Linker>, StoreError>;
+
+    /// What a linker's last successful create or update applied (`None` if none has).
+    async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError>;
+
+    /// Which of `keys` (applied-item keys) another linker than `id` holds.
+    async fn items_held_elsewhere(
+        &self,
+        id: LinkerId,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Starts an operation: applies the linker change, stores the operation and the saga, in
     /// one commit. A saga with a chain is queued behind the unfinished saga at the end of its

@@ -30,12 +30,15 @@ pub(crate) struct LinkerRow {
     pub next_operation_id: Option<Uuid>,
     pub previous_properties: Option<Json<Value>>,
     pub previous_secret: Option<Vec<u8>>,
+    pub spec: Option<Json<Value>>,
+    pub previous_spec: Option<Json<Value>>,
 }
 
 /// The columns [`LinkerRow`] reads, for `select` lists.
 pub(crate) const LINKER_COLUMNS: &str =
-    "id, scope, name, properties, secret, key_naming, provisioning_state,
-    system_data, generation, operation_id, next_operation_id, previous_properties, previous_secret";
+    "id, scope, name, properties, secret, key_naming, provisioning_state, system_data,
+    generation, operation_id, next_operation_id, previous_properties, previous_secret, spec,
+    previous_spec";
 
 /// Another linker's name, keys, and the keys it had before a running update (still held: the
 /// update may fail and put them back).
@@ -136,9 +139,11 @@ impl TryFrom<LinkerRow> for Linker {
                     Ok::<_, StoreError>(PreviousSpec {
                         properties: from_json("linker.previous_properties", p.0)?,
                         secret: row.previous_secret.map(Sealed),
+                        spec: row.previous_spec.map(|s| s.0),
                     })
                 })
                 .transpose()?,
+            spec: row.spec.map(|s| s.0),
         })
     }
 }
@@ -157,6 +162,7 @@ pub(crate) struct LinkerValues {
     pub system_data: Json<Value>,
     pub generation: i64,
     pub operation_id: Option<Uuid>,
+    pub spec: Option<Json<Value>>,
 }
 
 impl LinkerValues {
@@ -174,6 +180,7 @@ impl LinkerValues {
             system_data: Json(to_json(&l.system_data)),
             generation: l.generation,
             operation_id: l.operation.map(|o| o.as_uuid()),
+            spec: l.spec.clone().map(Json),
         }
     }
 }
@@ -309,6 +316,46 @@ pub(crate) struct Completion {
     pub error: Option<Json<Value>>,
     pub result: Option<Json<Value>>,
     pub linker: LinkerEffect,
+    /// What a successful create or update applied, to keep with the linker.
+    pub applied: Option<AppliedRows>,
+}
+
+/// A linker's applied record (`{"items": [{"key", "created", …}]}`, written by the
+/// application's last step as `applied`) and its items' keys and created flags, for
+/// `linker_item`.
+pub(crate) struct AppliedRows {
+    pub record: Json<Value>,
+    pub keys: Vec<String>,
+    pub created: Vec<bool>,
+}
+
+impl AppliedRows {
+    /// The record in a saga's final output, if it carries one.
+    fn of(output: &Value) -> Result<Option<Self>, StoreError> {
+        let Some(record) = output.get("applied") else {
+            return Ok(None);
+        };
+        let items = record
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| corrupt("applied", "no items"))?;
+        let mut keys = Vec::with_capacity(items.len());
+        let mut created = Vec::with_capacity(items.len());
+        for item in items {
+            let key = item.get("key").and_then(Value::as_str);
+            let flag = item.get("created").and_then(Value::as_bool);
+            let (Some(key), Some(flag)) = (key, flag) else {
+                return Err(corrupt("applied", "an item without key or created"));
+            };
+            keys.push(key.to_string());
+            created.push(flag);
+        }
+        Ok(Some(AppliedRows {
+            record: Json(record.clone()),
+            keys,
+            created,
+        }))
+    }
 }
 
 /// The linker side of a completion.
@@ -324,7 +371,7 @@ pub(crate) enum LinkerEffect {
 }
 
 impl Completion {
-    pub fn of(kind: OperationKind, outcome: &SagaOutcome) -> Self {
+    pub fn of(kind: OperationKind, outcome: &SagaOutcome) -> Result<Self, StoreError> {
         let (status, error, result) = match outcome {
             SagaOutcome::Succeeded(output) => {
                 (OperationState::Succeeded, None, Some(Json(output.clone())))
@@ -344,18 +391,23 @@ impl Completion {
             (OperationKind::Update, _) => LinkerEffect::Revert(failed_state),
             _ => LinkerEffect::Settle(failed_state),
         };
+        let applied = match (&linker, outcome) {
+            (LinkerEffect::Settle(_), SagaOutcome::Succeeded(output)) => AppliedRows::of(output)?,
+            _ => None,
+        };
         // Only actions have a result body; a create's last output is internal.
         let result = if kind == OperationKind::Validate {
             result
         } else {
             None
         };
-        Completion {
+        Ok(Completion {
             status,
             error,
             result,
             linker,
-        }
+            applied,
+        })
     }
 }
 

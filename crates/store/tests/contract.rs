@@ -58,6 +58,7 @@ contract!(
     two_linkers_on_one_source_never_share_a_key,
     stuck_sagas_are_listed_reported_and_retried_on_request,
     finished_sagas_and_operations_are_purged_by_age,
+    applied_records_are_kept_and_shared_items_pass_to_the_last_holder,
 );
 
 async fn run<F, Fut>(db: TestDb, test: F)
@@ -106,6 +107,7 @@ fn linker(scope: &str, name: &str) -> Linker {
         operation: None,
         next_operation: None,
         previous: None,
+        spec: Some(json!({"version": 1})),
     }
 }
 
@@ -430,6 +432,7 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
     let mut next = current.clone();
     next.properties.client_type = Some(tether_model::linker::ClientType::Java);
     next.secret = Some(Sealed(vec![9, 9]));
+    next.spec = Some(json!({"version": 2}));
     next.generation += 1;
     next.provisioning_state = ProvisioningState::Updating;
     let op = Operation::start(OperationKind::Update, &next);
@@ -457,9 +460,14 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
         .previous
         .expect("the replaced spec is kept while the update runs");
     assert_eq!(
-        (previous.properties, previous.secret),
-        (original.properties.clone(), original.secret.clone())
+        (previous.properties, previous.secret, previous.spec),
+        (
+            original.properties.clone(),
+            original.secret.clone(),
+            original.spec.clone()
+        )
     );
+    assert_eq!(shown.spec, Some(json!({"version": 2})));
 
     let error = StepError::permanent("TargetUnavailable", "the server is gone");
     store
@@ -469,6 +477,8 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
     let reverted = store.linker_get(&at).await.unwrap().unwrap();
     assert_eq!(reverted.properties, original.properties);
     assert_eq!(reverted.secret, original.secret);
+    assert_eq!(reverted.spec, original.spec);
+    assert!(reverted.previous.is_none());
     assert_eq!(reverted.provisioning_state, ProvisioningState::Failed);
     let op = store.operation_get(op_id).await.unwrap().unwrap();
     assert_eq!(op.status, OperationState::Failed);
@@ -1095,4 +1105,126 @@ async fn a_connection_terminated_mid_statement_is_unavailable() {
     assert_eq!(client.kind(), tether_model::ErrorKind::Unavailable);
     admin.close().await.unwrap();
     db.drop_database().await.unwrap();
+}
+
+/// A saga's final output carrying an applied record of `(key, created)` items.
+fn applied(items: &[(&str, bool)]) -> serde_json::Value {
+    let items: Vec<_> = items
+        .iter()
+        .map(|(key, created)| json!({"key": key, "created": created, "what": {"kind": "x"}}))
+        .collect();
+    json!({"keys": [], "applied": {"items": items}})
+}
+
+/// Creates `l` and finishes its create with `output`.
+async fn created_with(store: &dyn Store, l: Linker, output: serde_json::Value) -> Linker {
+    let at = l.at.clone();
+    let (_, id, lease) = begin_create(store, l, &me()).await;
+    store
+        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(output))
+        .await
+        .unwrap();
+    store.linker_get(&at).await.unwrap().unwrap()
+}
+
+/// Runs an update or delete of `current` to its end with `outcome`.
+async fn finish_change(store: &dyn Store, current: &Linker, delete: bool, outcome: SagaOutcome) {
+    let owner = me();
+    let mut next = current.clone();
+    next.generation += 1;
+    let (kind, change) = if delete {
+        let change = LinkerChange::Delete {
+            id: current.id,
+            expected_generation: current.generation,
+        };
+        (OperationKind::Delete, change)
+    } else {
+        (OperationKind::Update, LinkerChange::Nothing)
+    };
+    let op = Operation::start(kind, &next);
+    next.operation = Some(op.id);
+    let change = match change {
+        LinkerChange::Nothing => LinkerChange::Update {
+            linker: next,
+            expected_generation: current.generation,
+            keys: Vec::new(),
+        },
+        other => other,
+    };
+    let saga = new_saga(&owner, Duration::from_secs(30));
+    let id = saga.id;
+    store
+        .operation_begin(&OperationBegin {
+            change,
+            operation: op,
+            saga,
+        })
+        .await
+        .unwrap();
+    let lease = Lease {
+        owner,
+        generation: 1,
+    };
+    store.saga_finish(id, &lease, &[], &outcome).await.unwrap();
+}
+
+async fn created_keys(store: &dyn Store, l: &Linker) -> Vec<String> {
+    let mut keys = store.linker_applied(l.id).await.unwrap().unwrap().created;
+    keys.sort();
+    keys
+}
+
+async fn applied_records_are_kept_and_shared_items_pass_to_the_last_holder(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let bare = created_with(s, linker(SCOPE, "bare"), json!(null)).await;
+    assert_eq!(
+        s.linker_applied(bare.id).await.unwrap(),
+        None,
+        "no record, no applied state"
+    );
+
+    let a = created_with(s, linker(SCOPE, "a"), applied(&[("x", true), ("y", false)])).await;
+    let record = s.linker_applied(a.id).await.unwrap().unwrap();
+    assert_eq!(record.record["items"][0]["key"], "x");
+    assert_eq!(record.created, vec!["x".to_string()]);
+
+    // b finds x already there (created by a): b may remove it once a is gone.
+    let b = created_with(s, linker(SCOPE, "b"), applied(&[("x", false), ("z", true)])).await;
+    assert_eq!(created_keys(s, &b).await, keys(&["x", "z"]));
+    let xyz = keys(&["x", "y", "z"]);
+    assert_eq!(
+        s.items_held_elsewhere(a.id, &xyz).await.unwrap(),
+        keys(&["x", "z"])
+    );
+    assert_eq!(
+        s.items_held_elsewhere(b.id, &xyz).await.unwrap(),
+        keys(&["x", "y"])
+    );
+
+    // A failed update keeps the record it had.
+    let failed = SagaOutcome::Failed(StepError::permanent("Boom", "boom"));
+    finish_change(s, &b, false, failed).await;
+    assert_eq!(created_keys(s, &b).await, keys(&["x", "z"]));
+
+    // a successful update replaces it.
+    let a = s.linker_get(&a.at).await.unwrap().unwrap();
+    finish_change(
+        s,
+        &a,
+        false,
+        SagaOutcome::Succeeded(applied(&[("x", false)])),
+    )
+    .await;
+    assert_eq!(
+        created_keys(s, &a).await,
+        keys(&["x"]),
+        "x stays a connection's to remove"
+    );
+
+    // Deleting a leaves b the only holder of x.
+    let a = s.linker_get(&a.at).await.unwrap().unwrap();
+    finish_change(s, &a, true, SagaOutcome::Succeeded(json!({"keys": []}))).await;
+    assert!(s.linker_get(&a.at).await.unwrap().is_none());
+    assert!(s.items_held_elsewhere(b.id, &xyz).await.unwrap().is_empty());
+    assert_eq!(created_keys(s, &b).await, keys(&["x", "z"]));
 }

@@ -411,12 +411,13 @@ pub fn check_exchange(
 /// The secret values of a request body (`authInfo` secrets).
 fn secrets_in(body: &Value) -> Vec<String> {
     let auth = &body["properties"]["authInfo"];
-    [
-        &auth["secretInfo"]["value"],
-        &auth["secret"],
-        &auth["certificate"],
-    ]
-    .into_iter()
-    .filter_map(|v| v.as_str().map(str::to_string))
-    .collect()
+    // A Key Vault secret's URI is not a secret (the API returns it); a raw value is.
+    let raw = match auth["secretInfo"]["secretType"].as_str() {
+        Some("keyVaultSecretUri") => &Value::Null,
+        _ => &auth["secretInfo"]["value"],
+    };
+    [raw, &auth["secret"], &auth["certificate"]]
+        .into_iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }

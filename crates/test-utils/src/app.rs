@@ -141,6 +141,7 @@ client_id = "{client}"
 client_secret = "{secret}"
 max_retries = 2
 request_timeout_secs = 10
+sql_data_plane = "{mock}/dataplane/sql"
 
 [sagas]
 lease_ttl_secs = 2

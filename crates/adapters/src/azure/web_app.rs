@@ -1,5 +1,6 @@
-//! App Service web apps (`Microsoft.Web/sites`) as connection sources: outbound addresses from
-//! the site, configuration in its app settings.
+//! App Service web and function apps (`Microsoft.Web/sites`) as connection sources: outbound
+//! addresses from the site, configuration in its app settings (replaced as a whole by ARM, so
+//! read, merged and written back), and its managed identities.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -8,47 +9,32 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tether_model::ids::ResourceId;
 
+use super::identity;
 use crate::arm::ArmClient;
-use crate::{AdapterError, Call, ErrorKind, SettingsChange, SourceAdapter, SourceFacts};
+use crate::{
+    AdapterError, Call, ErrorKind, IdentityChange, Setting, SettingsChange, SourceFacts,
+    SourceIdentities, SourceIdentity, SourceSettings,
+};
 
-const API_VERSION: &str = "2023-12-01";
-
-/// The web app source adapter.
+/// The App Service source adapter.
 pub struct WebAppSource {
     arm: ArmClient,
+    api: String,
 }
 
 impl WebAppSource {
-    /// An adapter over `arm`.
-    pub fn new(arm: ArmClient) -> Self {
-        Self { arm }
-    }
-}
-
-#[async_trait]
-impl SourceAdapter for WebAppSource {
-    async fn facts(&self, call: &Call, source: &ResourceId) -> Result<SourceFacts, AdapterError> {
-        let site = self.arm.get(call, source.as_str(), API_VERSION).await?;
-        let ips = site
-            .pointer("/properties/outboundIpAddresses")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let mut outbound_ips: Vec<Ipv4Addr> = ips
-            .split(',')
-            .filter_map(|ip| ip.trim().parse().ok())
-            .collect();
-        outbound_ips.sort();
-        outbound_ips.dedup();
-        Ok(SourceFacts { outbound_ips })
+    /// An adapter over `arm` speaking `api` (the catalogue's api-version).
+    pub fn new(arm: ArmClient, api: String) -> Self {
+        Self { arm, api }
     }
 
-    async fn read_settings(
+    async fn settings(
         &self,
         call: &Call,
         source: &ResourceId,
     ) -> Result<BTreeMap<String, String>, AdapterError> {
         let path = format!("{}/config/appsettings/list", source.as_str());
-        let body = self.arm.post(call, &path, API_VERSION, None).await?;
+        let body = self.arm.post(call, &path, &self.api, None).await?;
         let Some(Value::Object(properties)) = body.get("properties") else {
             return Ok(BTreeMap::new());
         };
@@ -65,28 +51,95 @@ impl SourceAdapter for WebAppSource {
             })
             .collect()
     }
+}
 
-    /// App settings are replaced as a whole by ARM, so this reads them, merges the change and
-    /// writes them back (skipping the write when nothing changes).
+/// Parses outbound addresses: a comma-separated string (sites) or an array (container apps).
+pub(super) fn outbound_ips(value: &Value) -> Vec<Ipv4Addr> {
+    let texts: Vec<&str> = match value {
+        Value::String(s) => s.split(',').collect(),
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let mut ips: Vec<Ipv4Addr> = texts
+        .iter()
+        .filter_map(|ip| ip.trim().parse().ok())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+#[async_trait]
+impl SourceSettings for WebAppSource {
+    async fn facts(&self, call: &Call, source: &ResourceId) -> Result<SourceFacts, AdapterError> {
+        let site = self.arm.get(call, source.as_str(), &self.api).await?;
+        Ok(SourceFacts {
+            outbound_ips: outbound_ips(&site["properties"]["outboundIpAddresses"]),
+        })
+    }
+
+    async fn read_settings(
+        &self,
+        call: &Call,
+        source: &ResourceId,
+        _scope: Option<&str>,
+    ) -> Result<BTreeMap<String, Setting>, AdapterError> {
+        Ok(self
+            .settings(call, source)
+            .await?
+            .into_iter()
+            .map(|(k, value)| {
+                let setting = Setting {
+                    value,
+                    secret: false,
+                };
+                (k, setting)
+            })
+            .collect())
+    }
+
+    /// App settings have no separate secret storage: a secret is a setting (or, with a
+    /// secret store, a Key Vault reference the caller already put in its value).
     async fn apply_settings(
         &self,
         call: &Call,
         source: &ResourceId,
+        _scope: Option<&str>,
         change: &SettingsChange,
     ) -> Result<(), AdapterError> {
-        let current = self.read_settings(call, source).await?;
+        let current = self.settings(call, source).await?;
         let mut next = current.clone();
         for key in &change.remove {
             next.remove(key);
         }
-        next.extend(change.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        next.extend(change.set.iter().map(|(k, s)| (k.clone(), s.value.clone())));
         if next == current {
             return Ok(());
         }
         let path = format!("{}/config/appsettings", source.as_str());
         self.arm
-            .put(call, &path, API_VERSION, &json!({ "properties": next }))
+            .put(call, &path, &self.api, &json!({ "properties": next }))
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SourceIdentities for WebAppSource {
+    async fn identity(
+        &self,
+        call: &Call,
+        source: &ResourceId,
+    ) -> Result<SourceIdentity, AdapterError> {
+        identity::read(&self.arm, call, source, &self.api).await
+    }
+
+    async fn apply_identity(
+        &self,
+        call: &Call,
+        source: &ResourceId,
+        change: &IdentityChange,
+    ) -> Result<SourceIdentity, AdapterError> {
+        identity::apply(&self.arm, call, source, &self.api, change).await
     }
 }

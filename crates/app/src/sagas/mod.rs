@@ -1,66 +1,75 @@
-//! The linker sagas. Create, update and delete share their steps, because each step converges
-//! the backend from what it is towards a desired spec and its undo converges it back to a
-//! snapshot taken before any change:
+//! The linker sagas. Create, update and delete share their steps: each converges one part of
+//! the backend from what the linker applied before (its stored [`Applied`] record, read in
+//! `resolve`) towards the desired spec, and its undo converges back to what `resolve`
+//! snapshotted before any change:
 //!
 //! | saga | steps |
 //! |---|---|
-//! | `linker-create` | `resolve` → `network` → `configuration` |
-//! | `linker-update` | `resolve` → `network` → `configuration` |
-//! | `linker-delete` | `resolve` → `configuration` → `network` |
-//! | `linker-validate` | `validate` |
+//! | `linker-create-v2` | `resolve` → `identity` → `auth` → `secret_store` → `network` → `configuration` |
+//! | `linker-update-v2` | the same |
+//! | `linker-delete-v2` | `resolve` → `configuration` → `secret_store` → `network` → `auth` → `identity` |
+//! | `linker-validate-v2` | `validate` |
 //!
-//! Saga and step names are persisted: never rename them.
+//! The first release's definitions (`linker-create`, …) are frozen in [`v1`] so sagas it
+//! started finish as they began. Saga and step names are persisted: never rename them.
 
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tether_adapters::{AdapterError, Adapters, SourceAdapter, TargetAdapter, TargetFacts};
-use tether_model::catalog;
-use tether_model::configuration::{self, Password};
-use tether_model::ids::{LinkerId, LinkerRef, ResourceId};
+use tether_adapters::{AdapterError, Adapters, SourceAdapters, TargetAdapters};
+use tether_model::ids::{LinkerId, LinkerRef};
 use tether_saga::{SagaDef, StepError};
+use tether_store::Store;
 
+use crate::applied::Applied;
 use crate::secrets::SecretBox;
 use crate::spec::ConnectionSpec;
 
-mod steps;
+pub(crate) mod steps;
+pub mod v1;
 mod validate;
 
-pub use steps::{CONFIGURATION, NETWORK, RESOLVE};
+pub use steps::{CONFIGURATION, Resolved};
 
-/// `linker-create`.
-pub const LINKER_CREATE: &str = "linker-create";
-/// `linker-update`.
-pub const LINKER_UPDATE: &str = "linker-update";
-/// `linker-delete`.
-pub const LINKER_DELETE: &str = "linker-delete";
-/// `linker-validate`.
-pub const LINKER_VALIDATE: &str = "linker-validate";
+/// `linker-create-v2`.
+pub const LINKER_CREATE: &str = "linker-create-v2";
+/// `linker-update-v2`.
+pub const LINKER_UPDATE: &str = "linker-update-v2";
+/// `linker-delete-v2`.
+pub const LINKER_DELETE: &str = "linker-delete-v2";
+/// `linker-validate-v2`.
+pub const LINKER_VALIDATE: &str = "linker-validate-v2";
 
-/// What the steps work with: the adapters and the key that opens sealed secrets.
+/// The default of how many validations one replica runs at once.
+pub const DEFAULT_MAX_VALIDATIONS: usize = 16;
+
+/// What the steps work with.
 pub struct LinkerCtx {
-    /// Source and target adapters.
+    /// Every adapter.
     pub adapters: Adapters,
-    /// Opens the linker's sealed password and the steps' sealed snapshots.
+    /// Opens the linker's sealed secrets and the steps' sealed snapshots.
     pub secrets: Arc<SecretBox>,
+    /// Read-only views the steps need: what a linker applied, and what others hold.
+    pub store: Arc<dyn Store>,
+    /// The tenant of service principals (`AZURE_*_TENANTID`).
+    pub tenant_id: String,
 }
 
-/// The params of create, update and delete: the specs the backend may hold now (`before`:
-/// none for a create, one for an update, and for a delete queued behind an update both the
-/// update's spec and the one it would restore if it fails) and the one to converge to
-/// (`after`, none for a delete).
+/// The params of create, update and delete: the linker, and the spec to converge to (none
+/// for a delete). What the backend holds now is read from the store when the saga runs (after
+/// every earlier saga of the source has ended).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkerParams {
-    /// The linker (its sealed secrets are bound to this id).
+    /// The linker.
     pub linker_id: LinkerId,
     /// Where it lives.
     pub linker: LinkerRef,
-    /// The specs the backend may hold.
-    pub before: Vec<ConnectionSpec>,
     /// The desired spec.
     pub after: Option<ConnectionSpec>,
+    /// What a first-release linker applied (it stored no record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<Applied>,
 }
 
 /// The params of a validation.
@@ -75,82 +84,65 @@ pub struct ValidateParams {
     pub spec: ConnectionSpec,
 }
 
-/// The default of how many validations one replica runs at once.
-pub const DEFAULT_MAX_VALIDATIONS: usize = 16;
-
-/// Every saga definition; validations are capped at `max_validations` at once per replica.
+/// Every saga definition, current and frozen; validations are capped at `max_validations`
+/// at once per replica.
 pub fn definitions(max_validations: usize) -> Vec<SagaDef<LinkerCtx>> {
-    use steps::{Configuration, Network, Resolve};
-    vec![
+    use steps::{Auth, Configuration, Identity, Network, Resolve, SecretStore};
+    let mut defs = vec![
         SagaDef::new(LINKER_CREATE)
             .step(Resolve)
+            .step(Identity)
+            .step(Auth)
+            .step(SecretStore)
             .step(Network)
             .step(Configuration),
         SagaDef::new(LINKER_UPDATE)
             .step(Resolve)
+            .step(Identity)
+            .step(Auth)
+            .step(SecretStore)
             .step(Network)
             .step(Configuration),
         SagaDef::new(LINKER_DELETE)
             .step(Resolve)
             .step(Configuration)
-            .step(Network),
+            .step(SecretStore)
+            .step(Network)
+            .step(Auth)
+            .step(Identity),
         SagaDef::new(LINKER_VALIDATE)
             .step(validate::Validate)
             .max_concurrent(max_validations),
-    ]
+    ];
+    defs.extend(v1::definitions());
+    defs
 }
 
 impl LinkerCtx {
-    fn source(&self, scope: &ResourceId) -> Result<Arc<dyn SourceAdapter>, StepError> {
-        catalog::source_for(scope)
-            .and_then(|spec| self.adapters.source(spec))
-            .ok_or_else(|| {
-                StepError::permanent(
-                    "UnsupportedSource",
-                    format!("no adapter for the source '{scope}'"),
-                )
-            })
-    }
-
-    fn target(&self, id: &ResourceId) -> Result<Arc<dyn TargetAdapter>, StepError> {
-        catalog::target_for(id)
-            .and_then(|spec| self.adapters.target(spec))
-            .ok_or_else(|| {
-                StepError::permanent(
-                    "UnsupportedTarget",
-                    format!("no adapter for the target '{id}'"),
-                )
-            })
-    }
-
-    /// The configuration entries of `spec`, with the real password (for writing into the
-    /// source or comparing with what it holds; never for showing).
-    fn configuration(
-        &self,
-        spec: &ConnectionSpec,
-        linker: LinkerId,
-        target: &TargetFacts,
-    ) -> Result<Vec<configuration::Entry>, StepError> {
-        let password: SecretString = self
-            .secrets
-            .open_str(&spec.secret, linker.as_uuid().as_bytes())
-            .map_err(|_| {
-                StepError::permanent(
-                    "SecretUnavailable",
-                    "the linker's secret could not be decrypted with the configured key",
-                )
-            })?;
-        spec.configuration_request()
-            .render(
-                &spec.endpoint(target),
-                Password::Reveal(password.expose_secret()),
+    /// The capabilities of a source kind.
+    fn source(&self, kind: &str) -> Result<&SourceAdapters, StepError> {
+        self.adapters.source(kind).ok_or_else(|| {
+            StepError::permanent(
+                "UnsupportedSource",
+                format!("no adapter for {kind} sources"),
             )
-            .map_err(|e| StepError::permanent(e.code().to_string(), e.detail().message))
+        })
+    }
+
+    /// The capabilities of a target kind.
+    fn target(&self, kind: &str) -> Result<&TargetAdapters, StepError> {
+        self.adapters.target(kind).ok_or_else(|| {
+            StepError::permanent(
+                "UnsupportedTarget",
+                format!("no adapter for {kind} targets"),
+            )
+        })
     }
 }
 
 /// Maps an adapter failure to a step error: transient ones are retried by the engine; a
-/// missing resource gets the caller's code and message; the rest carry the backend's words.
+/// missing resource gets the caller's code and message; the rest carry the backend's words
+/// (scrubbed by the adapters).
 fn step_error(e: AdapterError, not_found: impl FnOnce() -> (&'static str, String)) -> StepError {
     if e.is_not_found() {
         let (code, message) = not_found();
@@ -167,4 +159,9 @@ fn step_error(e: AdapterError, not_found: impl FnOnce() -> (&'static str, String
         StepError::permanent(e.code, message)
     };
     error.with_retry_after(e.retry_after)
+}
+
+/// A model error met inside a step (a bug or corrupt data): permanent.
+fn model_error(e: tether_model::Error) -> StepError {
+    StepError::permanent(e.code().to_string(), e.detail().message)
 }

@@ -1,18 +1,19 @@
 //! Linker and operation SQL for Postgres.
 
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
-use tether_model::ids::{LinkerRef, OperationId, ResourceId};
+use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
 use uuid::Uuid;
 
 use crate::rows::{
-    LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow, OtherKeys, check_keys,
-    to_json,
+    AppliedRows, LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow,
+    OtherKeys, check_keys, to_json,
 };
-use crate::{Begun, LinkerChange, OperationBegin, StoreError};
+use crate::{AppliedRecord, Begun, LinkerChange, OperationBegin, StoreError};
 
 pub(super) async fn get(pool: &PgPool, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
     let row: Option<LinkerRow> = sqlx::query_as(&format!(
@@ -80,8 +81,9 @@ pub(super) async fn operation_begin(
             let done = sqlx::query(
                 "update linker set scope = $2, name = $3, properties = $4, secret = $5,
                     provisioning_state = $6, system_data = $7, generation = $8, operation_id = $9,
-                    keys = $11, previous_properties = properties, previous_secret = secret,
-                    previous_keys = keys, updated_at = now()
+                    keys = $11, spec = $12, previous_properties = properties,
+                    previous_secret = secret, previous_keys = keys, previous_spec = spec,
+                    updated_at = now()
                  where id = $1 and generation = $10 and operation_id is null",
             )
             .bind(v.id)
@@ -95,6 +97,7 @@ pub(super) async fn operation_begin(
             .bind(v.operation_id)
             .bind(expected_generation)
             .bind(Json(keys))
+            .bind(&v.spec)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -185,8 +188,8 @@ async fn insert_linker(
     let v = LinkerValues::of(linker);
     let inserted = sqlx::query(
         "insert into linker (id, scope_key, name_key, scope, name, properties, secret, key_naming,
-            provisioning_state, system_data, generation, operation_id, keys)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            provisioning_state, system_data, generation, operation_id, keys, spec)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          on conflict (scope_key, name_key) do nothing",
     )
     .bind(v.id)
@@ -202,6 +205,7 @@ async fn insert_linker(
     .bind(v.generation)
     .bind(v.operation_id)
     .bind(Json(keys))
+    .bind(&v.spec)
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -262,4 +266,98 @@ async fn insert_saga(
         .execute(&mut **tx)
         .await?;
     Ok(blocked_by.is_some())
+}
+
+/// What a linker's last successful create or update applied, with the keys it may remove.
+pub(super) async fn applied(
+    pool: &PgPool,
+    id: LinkerId,
+) -> Result<Option<AppliedRecord>, StoreError> {
+    let row: Option<(Option<Json<Value>>,)> =
+        sqlx::query_as("select applied from linker where id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(pool)
+            .await?;
+    let Some((Some(Json(record)),)) = row else {
+        return Ok(None);
+    };
+    let created: Vec<(String,)> =
+        sqlx::query_as("select item_key from linker_item where linker_id = $1 and created")
+            .bind(id.as_uuid())
+            .fetch_all(pool)
+            .await?;
+    Ok(Some(AppliedRecord {
+        record,
+        created: created.into_iter().map(|(k,)| k).collect(),
+    }))
+}
+
+/// Which of `keys` another linker holds.
+pub(super) async fn held_elsewhere(
+    pool: &PgPool,
+    id: LinkerId,
+    keys: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "select distinct item_key from linker_item where item_key = any($2) and linker_id <> $1
+         order by item_key",
+    )
+    .bind(id.as_uuid())
+    .bind(keys)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(k,)| k).collect())
+}
+
+/// Keeps a successful create's or update's applied record with its linker (still running
+/// operation `op`) and replaces the linker's items.
+pub(super) async fn record_applied(
+    tx: &mut Transaction<'_, Postgres>,
+    linker: Uuid,
+    op: Uuid,
+    applied: &AppliedRows,
+) -> Result<(), StoreError> {
+    let done = sqlx::query("update linker set applied = $3 where id = $1 and operation_id = $2")
+        .bind(linker)
+        .bind(op)
+        .bind(&applied.record)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(());
+    }
+    release_items(tx, linker).await?;
+    sqlx::query("delete from linker_item where linker_id = $1")
+        .bind(linker)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "insert into linker_item (linker_id, item_key, created)
+         select $1, x.k, x.c or exists (select 1 from linker_item h where h.item_key = x.k and h.created)
+         from unnest($2::text[], $3::bool[]) as x(k, c)
+         on conflict do nothing",
+    )
+    .bind(linker)
+    .bind(&applied.keys)
+    .bind(&applied.created)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Hands the items a linker created to the other linkers that hold them, so the last holder
+/// removes them.
+pub(super) async fn release_items(
+    tx: &mut Transaction<'_, Postgres>,
+    linker: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update linker_item o set created = true from linker_item m
+         where m.linker_id = $1 and m.created and o.item_key = m.item_key and o.linker_id <> $1
+           and not o.created",
+    )
+    .bind(linker)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -8,14 +8,16 @@ use std::str::FromStr;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tether_model::ids::{InstanceId, LinkerRef, OperationId, ResourceId, SagaId};
+use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
 };
 
-use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError, StoreOptions};
+use crate::{
+    AppliedRecord, Begun, OperationBegin, Purged, SagaSummary, Store, StoreError, StoreOptions,
+};
 
 mod linker;
 mod saga;
@@ -83,6 +85,18 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<Linker>, StoreError> {
         crate::timed(self.timeout, linker::list(&self.pool, scope, after, limit)).await
+    }
+
+    async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError> {
+        crate::timed(self.timeout, linker::applied(&self.pool, id)).await
+    }
+
+    async fn items_held_elsewhere(
+        &self,
+        id: LinkerId,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        crate::timed(self.timeout, linker::held_elsewhere(&self.pool, id, keys)).await
     }
 
     async fn operation_begin(&self, begin: &OperationBegin) -> Result<Begun, StoreError> {

@@ -13,6 +13,7 @@ use tether_saga::{
 };
 use uuid::Uuid;
 
+use super::linker::{record_applied, release_items};
 use crate::StoreError;
 use crate::rows::{
     Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow,
@@ -136,7 +137,7 @@ pub(super) async fn finish(
     if let Some((op_id, kind, linker_id)) = op {
         let kind =
             OperationKind::parse(&kind).ok_or_else(|| backend(corrupt("operation.kind", &kind)))?;
-        let done = Completion::of(kind, outcome);
+        let done = Completion::of(kind, outcome).map_err(backend)?;
         sqlx::query("update operation set status = $2, error = $3, result = $4, end_time = now() where id = $1")
             .bind(op_id)
             .bind(done.status.as_str())
@@ -151,6 +152,7 @@ pub(super) async fn finish(
                 "update linker set operation_id = next_operation_id, next_operation_id = null,
                     provisioning_state = case when next_operation_id is null then $3 else 'Deleting' end,
                     previous_properties = null, previous_secret = null, previous_keys = null,
+                    previous_spec = null,
                     generation = generation + 1, updated_at = now()
                  where id = $1 and operation_id = $2",
                 Some(state),
@@ -159,15 +161,25 @@ pub(super) async fn finish(
                 "update linker set properties = coalesce(previous_properties, properties),
                     secret = case when previous_properties is null then secret else previous_secret end,
                     keys = coalesce(previous_keys, keys),
+                    spec = case when previous_properties is null then spec else previous_spec end,
                     operation_id = next_operation_id, next_operation_id = null,
                     provisioning_state = case when next_operation_id is null then $3 else 'Deleting' end,
                     previous_properties = null, previous_secret = null, previous_keys = null,
+                    previous_spec = null,
                     generation = generation + 1, updated_at = now()
                  where id = $1 and operation_id = $2",
                 Some(state),
             )),
             LinkerEffect::Remove => Some(("delete from linker where id = $1 and operation_id = $2", None)),
         };
+        if let Some(applied) = &done.applied {
+            record_applied(&mut tx, linker_id, op_id, applied)
+                .await
+                .map_err(backend)?;
+        }
+        if matches!(done.linker, LinkerEffect::Remove) {
+            release_items(&mut tx, linker_id).await.map_err(backend)?;
+        }
         if let Some((sql, state)) = linker_sql {
             let mut q = sqlx::query(sql).bind(linker_id).bind(op_id);
             if let Some(state) = state {

@@ -1,9 +1,10 @@
 //! Linker and operation SQL for SQLite.
 
 use chrono::Utc;
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{Sqlite, SqlitePool, Transaction};
-use tether_model::ids::{LinkerRef, OperationId, ResourceId};
+use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
@@ -11,10 +12,10 @@ use uuid::Uuid;
 
 use super::{ms, now_ms};
 use crate::rows::{
-    LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow, OtherKeys, check_keys,
-    to_json,
+    AppliedRows, LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow,
+    OtherKeys, check_keys, to_json,
 };
-use crate::{Begun, LinkerChange, OperationBegin, StoreError};
+use crate::{AppliedRecord, Begun, LinkerChange, OperationBegin, StoreError};
 
 pub(super) async fn get(pool: &SqlitePool, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
     let row: Option<LinkerRow> = sqlx::query_as(&format!(
@@ -83,8 +84,9 @@ pub(super) async fn operation_begin(
             let done = sqlx::query(
                 "update linker set scope = ?2, name = ?3, properties = ?4, secret = ?5,
                     provisioning_state = ?6, system_data = ?7, generation = ?8, operation_id = ?9,
-                    keys = ?12, previous_properties = properties, previous_secret = secret,
-                    previous_keys = keys, updated_at = ?11
+                    keys = ?12, spec = ?13, previous_properties = properties,
+                    previous_secret = secret, previous_keys = keys, previous_spec = spec,
+                    updated_at = ?11
                  where id = ?1 and generation = ?10 and operation_id is null",
             )
             .bind(v.id)
@@ -99,6 +101,7 @@ pub(super) async fn operation_begin(
             .bind(expected_generation)
             .bind(now)
             .bind(Json(keys))
+            .bind(&v.spec)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -193,8 +196,9 @@ async fn insert_linker(
     let now = Utc::now();
     let inserted = sqlx::query(
         "insert into linker (id, scope_key, name_key, scope, name, properties, secret, key_naming,
-            provisioning_state, system_data, generation, operation_id, keys, created_at, updated_at)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?13, ?13)
+            provisioning_state, system_data, generation, operation_id, keys, spec, created_at,
+            updated_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?15, ?13, ?13)
          on conflict (scope_key, name_key) do nothing",
     )
     .bind(v.id)
@@ -211,6 +215,7 @@ async fn insert_linker(
     .bind(v.operation_id)
     .bind(now)
     .bind(Json(keys))
+    .bind(&v.spec)
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -268,4 +273,100 @@ async fn insert_saga(tx: &mut Transaction<'_, Sqlite>, saga: &NewSaga) -> Result
         .execute(&mut **tx)
         .await?;
     Ok(blocked_by.is_some())
+}
+
+/// What a linker's last successful create or update applied, with the keys it may remove.
+pub(super) async fn applied(
+    pool: &SqlitePool,
+    id: LinkerId,
+) -> Result<Option<AppliedRecord>, StoreError> {
+    let row: Option<(Option<Json<Value>>,)> =
+        sqlx::query_as("select applied from linker where id = ?1")
+            .bind(id.as_uuid())
+            .fetch_optional(pool)
+            .await?;
+    let Some((Some(Json(record)),)) = row else {
+        return Ok(None);
+    };
+    let created: Vec<(String,)> =
+        sqlx::query_as("select item_key from linker_item where linker_id = ?1 and created")
+            .bind(id.as_uuid())
+            .fetch_all(pool)
+            .await?;
+    Ok(Some(AppliedRecord {
+        record,
+        created: created.into_iter().map(|(k,)| k).collect(),
+    }))
+}
+
+/// Which of `keys` another linker holds.
+pub(super) async fn held_elsewhere(
+    pool: &SqlitePool,
+    id: LinkerId,
+    keys: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "select distinct item_key from linker_item
+         where item_key in (select value from json_each(?2)) and linker_id <> ?1
+         order by item_key",
+    )
+    .bind(id.as_uuid())
+    .bind(Json(keys))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(k,)| k).collect())
+}
+
+/// Keeps a successful create's or update's applied record with its linker (still running
+/// operation `op`) and replaces the linker's items.
+pub(super) async fn record_applied(
+    tx: &mut Transaction<'_, Sqlite>,
+    linker: Uuid,
+    op: Uuid,
+    applied: &AppliedRows,
+) -> Result<(), StoreError> {
+    let done = sqlx::query("update linker set applied = ?3 where id = ?1 and operation_id = ?2")
+        .bind(linker)
+        .bind(op)
+        .bind(&applied.record)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(());
+    }
+    release_items(tx, linker).await?;
+    sqlx::query("delete from linker_item where linker_id = ?1")
+        .bind(linker)
+        .execute(&mut **tx)
+        .await?;
+    for (key, created) in applied.keys.iter().zip(&applied.created) {
+        sqlx::query(
+            "insert into linker_item (linker_id, item_key, created)
+             values (?1, ?2, ?3 or exists (select 1 from linker_item h where h.item_key = ?2 and h.created))
+             on conflict do nothing",
+        )
+        .bind(linker)
+        .bind(key)
+        .bind(created)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Hands the items a linker created to the other linkers that hold them, so the last holder
+/// removes them.
+pub(super) async fn release_items(
+    tx: &mut Transaction<'_, Sqlite>,
+    linker: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update linker_item set created = 1
+         where linker_id <> ?1 and not created
+           and item_key in (select item_key from linker_item where linker_id = ?1 and created)",
+    )
+    .bind(linker)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

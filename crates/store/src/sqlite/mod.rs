@@ -9,14 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tether_model::ids::{InstanceId, LinkerRef, OperationId, ResourceId, SagaId};
+use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
 };
 
-use crate::{Begun, OperationBegin, Purged, SagaSummary, Store, StoreError, StoreOptions};
+use crate::{
+    AppliedRecord, Begun, OperationBegin, Purged, SagaSummary, Store, StoreError, StoreOptions,
+};
 
 mod linker;
 mod saga;
@@ -115,6 +117,18 @@ impl Store for SqliteStore {
             linker::list(&self.reader, scope, after, limit),
         )
         .await
+    }
+
+    async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError> {
+        crate::timed(self.timeout, linker::applied(&self.reader, id)).await
+    }
+
+    async fn items_held_elsewhere(
+        &self,
+        id: LinkerId,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        crate::timed(self.timeout, linker::held_elsewhere(&self.reader, id, keys)).await
     }
 
     async fn operation_begin(&self, begin: &OperationBegin) -> Result<Begun, StoreError> {
