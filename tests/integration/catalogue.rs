@@ -18,10 +18,10 @@ use tether_test_utils::{Api, Backend, TestEnv};
 use crate::support::{changed, comparable, env};
 
 const NAME: &str = "cell";
-const PASSWORD: &str = "Cell-Pa55word-1f9e";
+pub(crate) const PASSWORD: &str = "Cell-Pa55word-1f9e";
 const SP_CLIENT: &str = "6c1d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f";
 const SP_PRINCIPAL: &str = "2b3c4d5e-6f70-4812-9a3b-4c5d6e7f8091";
-const SP_SECRET: &str = "sp-Secret-for-cells-77ab";
+pub(crate) const SP_SECRET: &str = "sp-Secret-for-cells-77ab";
 const VAULT_REFERENCE: &str = "https://demo-kv.vault.azure.net/secrets/db-password";
 
 /// The demo resource (or endpoint) each target kind connects to.
@@ -31,6 +31,7 @@ fn demo_target(kind: &TargetKind) -> Value {
         "mysql-flexible" => demo::MYSQL_DATABASE_ID.to_string(),
         "sql" => demo::SQL_DATABASE_ID.to_string(),
         "storage-blob" => format!("{}/blobServices/default", demo::STORAGE_ACCOUNT_ID),
+        "storage-queue" => format!("{}/queueServices/default", demo::STORAGE_ACCOUNT_ID),
         "keyvault" => demo::KEY_VAULT_ID.to_string(),
         "servicebus" => demo::SERVICE_BUS_ID.to_string(),
         "redis" => format!("{}/databases/0", demo::REDIS_ID),
@@ -71,17 +72,17 @@ fn home(kind: &TargetKind) -> Option<String> {
 }
 
 /// One cell.
-struct Cell {
-    source: &'static str,
-    kind: &'static TargetKind,
-    auth: AuthType,
-    client: ClientType,
+pub(crate) struct Cell {
+    pub source: &'static str,
+    pub kind: &'static TargetKind,
+    pub auth: AuthType,
+    pub client: ClientType,
     /// A Key Vault reference instead of the password.
-    reference: bool,
+    pub reference: bool,
 }
 
 impl Cell {
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         format!(
             "{} -> {} {} {}{}",
             self.source.rsplit('/').next().unwrap_or_default(),
@@ -96,7 +97,7 @@ impl Cell {
         )
     }
 
-    fn properties(&self, identity_client_id: &str) -> Value {
+    pub fn properties(&self, identity_client_id: &str) -> Value {
         let auth = match self.auth {
             AuthType::Secret if self.kind.secret == SecretSource::Keys => {
                 json!({"authType": "secret"})
@@ -132,7 +133,7 @@ impl Cell {
     }
 
     /// The keys the matrix documents for the cell.
-    fn documented(&self, matrix: &Value) -> BTreeMap<String, String> {
+    pub fn documented(&self, matrix: &Value) -> BTreeMap<String, String> {
         let auth = match self.auth {
             AuthType::AccessKey => AuthType::Secret,
             other => other,
@@ -196,7 +197,7 @@ impl Cell {
 
 /// Every cell from `source` (a catalogue source kind at a demo resource), each client type
 /// when `all_clients`, else the kind's default client.
-fn cells(source: &'static str, source_kind: &str, all_clients: bool) -> Vec<Cell> {
+pub(crate) fn cells(source: &'static str, source_kind: &str, all_clients: bool) -> Vec<Cell> {
     let mut cells = Vec::new();
     for kind in &catalog().unwrap().targets {
         for &auth in kind.auth_types(source_kind) {
@@ -439,6 +440,23 @@ async fn run(env: &TestEnv, api: &Api, matrix: &Value, identity_client_id: &str,
     let end = comparable(env.mock.state().await);
     let left = changed(&before, &end);
     assert!(left.is_empty(), "{label}: the delete left {left:?}");
+}
+
+/// The reference matrix.
+pub(crate) fn matrix() -> Value {
+    serde_json::from_str(include_str!(
+        "../../crates/model/data/connection-matrix.json"
+    ))
+    .unwrap()
+}
+
+/// The demo user-assigned identity's client id (the mock makes it up when it starts).
+pub(crate) async fn identity_client_id(env: &TestEnv) -> String {
+    let identity = env.mock.resource(demo::IDENTITY_ID).await.unwrap();
+    identity["properties"]["clientId"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn every_cell(backend: Backend, source: &'static str, source_kind: &str, all_clients: bool) {

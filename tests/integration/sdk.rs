@@ -1,22 +1,34 @@
 //! The official Azure Python SDK (`azure-mgmt-servicelinker`) drives a real replica, unchanged,
 //! in both published flavours: stable 1.1.0 (api-version 2022-05-01) on SQLite and pre-release
-//! 1.2.0b3 (2024-07-01-preview) on Postgres. `tests/python/sdk_e2e.py` runs the lifecycle and
-//! checks the mock's state; this module prepares one cached virtualenv per SDK version, runs the
-//! script, and checks every HTTP exchange the SDK logged against the OpenAPI document of the
-//! api-version it asked for, and for leaks of the password.
+//! 1.2.0b3 (2024-07-01-preview) on Postgres. `tests/python/sdk_e2e.py` runs one connection's
+//! lifecycle and checks the mock's state; `tests/python/sdk_sample.py` runs a random sample of
+//! catalogue cells (the seed is printed; `TETHER_SAMPLE_SEED` replays one). This module prepares
+//! one cached virtualenv per SDK version, runs the scripts, and checks every HTTP exchange the
+//! SDK logged against the OpenAPI document of the api-version it asked for, and for leaks of
+//! the secrets sent.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-use tether_test_utils::Backend;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+use tether_mock_azure::demo;
+use tether_model::catalog::ServiceType;
+use tether_model::linker::AuthType;
+use tether_test_utils::{Backend, TestEnv};
 use tokio::process::Command;
 
-use crate::support::env;
+use crate::catalogue::{self, PASSWORD, SP_SECRET};
+use crate::support::{comparable, differences, env};
 
-/// The script the SDK runs.
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_e2e.py");
+/// The scripts the SDK runs.
+const LIFECYCLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_e2e.py");
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_sample.py");
+
+/// Cells per sample.
+const SAMPLE_SIZE: usize = 20;
 
 /// Bounds on the subprocesses (a first `pip install` downloads a few megabytes).
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -32,21 +44,150 @@ async fn the_preview_sdk_drives_a_connection_through_its_life() {
     sdk_lifecycle("1.2.0b3", "2024-07-01-preview", Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_random_sample_of_cells_works_through_the_stable_sdk() {
+    sdk_sample("1.1.0", "2022-05-01", Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_random_sample_of_cells_works_through_the_preview_sdk() {
+    sdk_sample("1.2.0b3", "2024-07-01-preview", Backend::Postgres).await;
+}
+
 async fn sdk_lifecycle(sdk: &str, api_version: &str, backend: Backend) {
     let python = venv(sdk).await;
     let env = env(backend).await;
     let replica = env.spawn().await;
     // The token is random hex: a run id unique across runs and concurrent tests.
     let run_id = env.token.trim_start_matches("test-")[..10].to_string();
+    let log = log_path(sdk, &run_id);
+    let args = [
+        replica.url.clone(),
+        env.token.clone(),
+        env.mock.url.clone(),
+        run_id.clone(),
+    ];
+    let exchanges = run_script(
+        &python,
+        LIFECYCLE,
+        &args,
+        &log,
+        &format!("{sdk} on {}", env.backend()),
+    )
+    .await;
+    check_exchanges(&exchanges, api_version, &[password_for(&run_id)]);
+    let methods: BTreeSet<&str> = exchanges
+        .iter()
+        .filter_map(|e| e["method"].as_str())
+        .collect();
+    let expected: BTreeSet<&str> = ["DELETE", "GET", "PATCH", "POST", "PUT"].into();
+    assert!(
+        methods.is_superset(&expected),
+        "the SDK used only {methods:?}"
+    );
+    drop(replica);
+    env.teardown().await;
+}
+
+/// Runs a random sample of the catalogue's cells (those `api_version` can express) through the
+/// SDK; the mock must end as it began.
+async fn sdk_sample(sdk: &str, api_version: &str, backend: Backend) {
+    let python = venv(sdk).await;
+    let env = env(backend).await;
+    let replica = env.spawn().await;
+    let seed: u64 = std::env::var("TETHER_SAMPLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("sample seed {seed} (replay with TETHER_SAMPLE_SEED={seed})");
+    let cases = sample(&env, api_version, seed).await;
+    let run_id = env.token.trim_start_matches("test-")[..10].to_string();
+    let cases_path = log_path(sdk, &format!("{run_id}-cases"));
+    std::fs::write(&cases_path, serde_json::to_vec_pretty(&cases).unwrap()).unwrap();
+    let start = comparable(env.mock.state().await);
+
+    let log = log_path(sdk, &run_id);
+    let args = [
+        replica.url.clone(),
+        env.token.clone(),
+        env.mock.url.clone(),
+        cases_path.display().to_string(),
+    ];
+    let what = format!("{sdk} on {}, seed {seed}", env.backend());
+    let exchanges = run_script(&python, SAMPLE, &args, &log, &what).await;
+    check_exchanges(
+        &exchanges,
+        api_version,
+        &[PASSWORD.to_string(), SP_SECRET.to_string()],
+    );
+    let left = differences(&start, &comparable(env.mock.state().await));
+    assert!(
+        left.is_empty(),
+        "{what}: the mock did not end as it began: {left:#?}"
+    );
+    std::fs::remove_file(&cases_path).unwrap();
+    drop(replica);
+    env.teardown().await;
+}
+
+/// `SAMPLE_SIZE` cells from App Service, Functions and Container Apps sources, as cases for
+/// `sdk_sample.py`.
+async fn sample(env: &TestEnv, api_version: &str, seed: u64) -> Vec<Value> {
+    // `accessKey` and self-hosted servers came with 2024-04-01.
+    let expressible = |cell: &catalogue::Cell| {
+        api_version != "2022-05-01"
+            || (cell.auth != AuthType::AccessKey
+                && cell.kind.service_type != ServiceType::SelfHostedServer)
+    };
+    let mut cells: Vec<catalogue::Cell> = [
+        (demo::WEB_APP_ID, "webapp"),
+        (demo::FUNCTION_APP_ID, "webapp"),
+        (demo::CONTAINER_APP_ID, "containerapp"),
+    ]
+    .into_iter()
+    .flat_map(|(source, kind)| catalogue::cells(source, kind, true))
+    .filter(expressible)
+    .collect();
+    cells.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let matrix = catalogue::matrix();
+    let client_id = catalogue::identity_client_id(env).await;
+    cells
+        .iter()
+        .take(SAMPLE_SIZE)
+        .enumerate()
+        .map(|(i, cell)| {
+            json!({
+                "source": cell.source,
+                "name": format!("sample{i}"),
+                "label": cell.label(),
+                "properties": cell.properties(&client_id),
+                "keys": cell.documented(&matrix).keys().collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// Where a script's exchange log (or its input) goes.
+fn log_path(sdk: &str, name: &str) -> PathBuf {
     let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sdk-logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let log = logs.join(format!("{sdk}-{run_id}.jsonl"));
+    logs.join(format!("{sdk}-{name}.jsonl"))
+}
 
-    let mut command = Command::new(&python);
+/// Runs an SDK script with `args` and the exchange log path, fails the test if it fails, and
+/// returns the logged exchanges (removing the log).
+async fn run_script(
+    python: &Path,
+    script: &str,
+    args: &[String],
+    log: &Path,
+    what: &str,
+) -> Vec<Value> {
+    let mut command = Command::new(python);
     command
-        .arg(SCRIPT)
-        .args([&replica.url, &env.token, &env.mock.url, &run_id])
-        .arg(&log)
+        .arg(script)
+        .args(args)
+        .arg(log)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true);
     let output = tokio::time::timeout(SCRIPT_TIMEOUT, command.output())
@@ -55,26 +196,20 @@ async fn sdk_lifecycle(sdk: &str, api_version: &str, backend: Backend) {
         .expect("run the SDK script");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    println!(
-        "--- azure-mgmt-servicelinker {sdk} on {} ---\n{stdout}",
-        env.backend()
-    );
+    println!("--- azure-mgmt-servicelinker {what} ---\n{stdout}");
     assert!(
         output.status.success(),
         "the SDK script failed ({}); exchanges in {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
         output.status,
         log.display()
     );
-
-    let exchanges: Vec<Value> = std::fs::read_to_string(&log)
+    let exchanges = std::fs::read_to_string(log)
         .expect("the script wrote its exchange log")
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
         .collect();
-    check_exchanges(&exchanges, api_version, &password_for(&run_id));
-    std::fs::remove_file(&log).unwrap();
-    drop(replica);
-    env.teardown().await;
+    std::fs::remove_file(log).unwrap();
+    exchanges
 }
 
 /// The password the script sends (its `password_for`: keep in sync).
@@ -84,19 +219,23 @@ fn password_for(run_id: &str) -> String {
 
 /// Checks the SDK's exchanges: each against the OpenAPI document of `api_version` (which every
 /// request must have asked for), with the rules of `tether_test_utils::Api::check`; none leaks
-/// the password in any encoding; every verb of the lifecycle was used.
-fn check_exchanges(exchanges: &[Value], api_version: &str, password: &str) {
+/// the secrets in any encoding.
+fn check_exchanges(exchanges: &[Value], api_version: &str, secrets: &[String]) {
     let api = tether_test_utils::spec(api_version);
-    let leaks = [
-        password.to_string(),
-        password.replace('\\', "\\\\").replace('\'', "\\'"),
-        tether_model::configuration::percent_encode(password),
-        serde_json::to_string(password)
-            .unwrap()
-            .trim_matches('"')
-            .to_string(),
-    ];
-    let mut methods = BTreeSet::new();
+    let leaks: Vec<String> = secrets
+        .iter()
+        .flat_map(|secret| {
+            [
+                secret.clone(),
+                secret.replace('\\', "\\\\").replace('\'', "\\'"),
+                tether_model::configuration::percent_encode(secret),
+                serde_json::to_string(secret)
+                    .unwrap()
+                    .trim_matches('"')
+                    .to_string(),
+            ]
+        })
+        .collect();
     for exchange in exchanges {
         let method = exchange["method"].as_str().unwrap();
         let url = reqwest::Url::parse(exchange["url"].as_str().unwrap()).unwrap();
@@ -104,7 +243,6 @@ fn check_exchanges(exchanges: &[Value], api_version: &str, password: &str) {
         let text = exchange["text"].as_str().unwrap();
         let body = (!text.is_empty()).then_some(&exchange["body"]);
         let what = format!("{method} {url} answered {status}");
-        methods.insert(method.to_string());
 
         let version = url
             .query_pairs()
@@ -118,7 +256,7 @@ fn check_exchanges(exchanges: &[Value], api_version: &str, password: &str) {
         for leak in &leaks {
             assert!(
                 !text.contains(leak.as_str()),
-                "{what}: the response leaked the password: {text}"
+                "{what}: the response leaked a secret: {text}"
             );
         }
         assert!(
@@ -140,13 +278,6 @@ fn check_exchanges(exchanges: &[Value], api_version: &str, password: &str) {
             );
         }
     }
-    let expected: BTreeSet<String> = ["DELETE", "GET", "PATCH", "POST", "PUT"]
-        .map(String::from)
-        .into();
-    assert!(
-        methods.is_superset(&expected),
-        "the SDK used only {methods:?}"
-    );
 }
 
 /// The python of a virtualenv holding `azure-mgmt-servicelinker=={sdk}`, cached under the

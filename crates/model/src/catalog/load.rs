@@ -33,6 +33,8 @@ struct SourceRow {
 struct TargetRow {
     name: String,
     #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
     matrix: Option<String>,
     #[serde(default)]
     like: Option<String>,
@@ -276,8 +278,10 @@ fn target(row: &TargetRow, matrix: &Value) -> Result<TargetKind, String> {
     Ok(TargetKind {
         name: row.name.clone(),
         matrix: key,
-        display_name: entry["display_name"]
-            .as_str()
+        display_name: row
+            .display_name
+            .as_deref()
+            .or(entry["display_name"].as_str())
             .unwrap_or(&row.name)
             .to_string(),
         service_type,

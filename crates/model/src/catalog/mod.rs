@@ -16,6 +16,7 @@ use crate::Error;
 use crate::ids::ResourceId;
 use crate::linker::{AuthType, ClientType};
 
+pub mod coverage;
 mod load;
 pub mod template;
 

@@ -238,3 +238,17 @@ facts = { host = "@nowhere" }
     let err = load::build(m, &leftover).unwrap_err();
     assert!(err.contains("placeholder"), "{err}");
 }
+
+#[test]
+fn the_connections_document_is_rendered_from_the_catalogue() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/connections.md");
+    let rendered = coverage::render(catalog().unwrap());
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(path, &rendered).unwrap();
+    }
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        current == rendered,
+        "docs/connections.md is out of date: run `UPDATE_DOCS=1 cargo test -p tether-model`"
+    );
+}
