@@ -359,7 +359,7 @@ async fn audit_records_page_newest_first_with_filters(store: Arc<dyn Store>) {
         store.audit_append(&r).await.unwrap(); // a replay is harmless
         all.push(r);
     }
-    all.sort_by(|a, b| (b.time, b.id).cmp(&(a.time, a.id)));
+    all.sort_by_key(|r| std::cmp::Reverse((r.time, r.id)));
     // Pages of 3, newest first, each continuing strictly after the last.
     let mut seen = Vec::new();
     let mut before = None;
