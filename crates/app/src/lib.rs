@@ -14,6 +14,7 @@ use tether_model::ids::{InstanceId, SagaId};
 use tether_saga::{Executor, ExecutorConfig};
 use tether_store::{Purged, Store};
 
+pub mod auth;
 pub mod linkers;
 pub mod sagas;
 pub mod secrets;
