@@ -29,6 +29,7 @@ pub use authorizer::{
     AssignmentFilter, AssignmentSpec, Authorizer, AuthorizerSettings,
     MAX_ASSIGNMENTS_PER_PRINCIPAL, MAX_ASSIGNMENTS_PER_SUBSCRIPTION, Permissions,
 };
+pub use tether_store::AuditQuery;
 pub use token::{AuthError, AuthSettings, Authenticator, IssuerSettings};
 
 /// What kind of identity a token speaks for.
