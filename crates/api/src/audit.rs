@@ -91,6 +91,11 @@ pub(crate) struct Ended {
 }
 
 impl Ended {
+    /// Whether the request was refused (audited even when it was a read).
+    pub(crate) fn is_refusal(&self) -> bool {
+        self.outcome == AuditOutcome::Refused
+    }
+
     /// Summarizes a handler's result: accepted (2xx), refused (401, 403, 429) or failed.
     pub(crate) fn of(result: &Result<Response, ApiError>) -> Self {
         match result {

@@ -18,7 +18,7 @@ use axum::response::Response;
 use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
 use tether_app::auth::roles::{self, RoleDefinition, actions};
-use tether_app::auth::{AssignmentFilter, AssignmentSpec, Principal};
+use tether_app::auth::{AssignmentFilter, AssignmentSpec, Principal, Security};
 use tether_model::authz::{PrincipalId, PrincipalType, RoleAssignment, RoleAssignmentId, Scope};
 use tether_model::error::quoted;
 use tether_model::ids::is_canonical_guid;
@@ -146,7 +146,8 @@ impl AuthzQuery {
     }
 }
 
-/// Serves an authorization route (after authentication and the ARM query checks).
+/// Serves an authorization route (after authentication and the ARM query checks). Every
+/// write and every refusal is audited.
 pub(crate) async fn handle(
     state: &ApiState,
     parts: &Parts,
@@ -154,16 +155,53 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Result<Response, ApiError> {
     let who = state.principal(parts)?.clone();
-    let security = state
-        .config
-        .security
-        .clone()
-        .ok_or_else(|| Error::internal("authorization without security", std::fmt::Error))?;
     let kind = match route {
         AuthzRoute::Assignments(_) | AuthzRoute::Assignment(..) => "roleAssignments",
         _ => "roleDefinitions",
     };
     let query = AuthzQuery::parse(parts.uri.query(), kind)?;
+    let (action, scope, target) = match &route {
+        AuthzRoute::Assignments(scope) => (actions::ROLE_ASSIGNMENTS_READ, scope.clone(), None),
+        AuthzRoute::Assignment(scope, name) => {
+            let action = match parts.method {
+                Method::PUT => actions::ROLE_ASSIGNMENTS_WRITE,
+                Method::DELETE => actions::ROLE_ASSIGNMENTS_DELETE,
+                _ => actions::ROLE_ASSIGNMENTS_READ,
+            };
+            (action, scope.clone(), Some(assignment_path(scope, name)))
+        }
+        AuthzRoute::Definitions(scope) | AuthzRoute::Definition(scope, _) => {
+            (actions::ROLE_DEFINITIONS_READ, scope.clone(), None)
+        }
+    };
+    let result = serve(state, parts, &who, route, query, body).await;
+    let write = !matches!(parts.method, Method::GET | Method::HEAD);
+    let ended = Ended::of(&result);
+    if write || ended.is_refusal() {
+        let subject = Subject {
+            action,
+            scope: scope.as_str(),
+            target: target.as_deref(),
+            operation: None,
+        };
+        outcome(state, parts.extensions.get(), &who, subject, ended).await;
+    }
+    result
+}
+
+async fn serve(
+    state: &ApiState,
+    parts: &Parts,
+    who: &Principal,
+    route: AuthzRoute,
+    query: AuthzQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let security = state
+        .config
+        .security
+        .clone()
+        .ok_or_else(|| Error::internal("authorization without security", std::fmt::Error))?;
     let authorizer = &security.authorizer;
     match (&parts.method, route) {
         (&Method::GET, AuthzRoute::Definitions(scope)) => {
@@ -209,7 +247,7 @@ pub(crate) async fn handle(
                 ),
             };
             let page = authorizer
-                .assignments_list(&who, &scope, &filter, after, PAGE)
+                .assignments_list(who, &scope, &filter, after, PAGE)
                 .await?;
             let value: Vec<Value> = page.iter().map(assignment_json).collect();
             let mut body = json!({ "value": value });
@@ -229,62 +267,30 @@ pub(crate) async fn handle(
             Ok(json_response(StatusCode::OK, &body))
         }
         (&Method::GET, AuthzRoute::Assignment(scope, name)) => {
-            let id = RoleAssignmentId::parse(&name).map_err(|_| assignment_not_found(&name))?;
-            let found = authorizer.assignment_get(&who, &scope, id).await?;
+            let Ok(id) = RoleAssignmentId::parse(&name) else {
+                authorizer
+                    .require(who, actions::ROLE_ASSIGNMENTS_READ, &scope)
+                    .await?;
+                return Err(assignment_not_found(&name).into());
+            };
+            let found = authorizer.assignment_get(who, &scope, id).await?;
             Ok(json_response(StatusCode::OK, &assignment_json(&found)))
         }
         (&Method::PUT, AuthzRoute::Assignment(scope, name)) => {
-            let target = assignment_path(&scope, &name);
-            let result = put(state, parts, &who, &scope, &name, body).await;
-            let subject = Subject {
-                action: actions::ROLE_ASSIGNMENTS_WRITE,
-                scope: scope.as_str(),
-                target: Some(&target),
-                operation: None,
-            };
-            outcome(
-                state,
-                parts.extensions.get(),
-                &who,
-                subject,
-                Ended::of(&result),
-            )
-            .await;
-            result
+            put(&security, parts, who, &scope, &name, body).await
         }
         (&Method::DELETE, AuthzRoute::Assignment(scope, name)) => {
-            let target = assignment_path(&scope, &name);
-            let result = async {
-                let Ok(id) = RoleAssignmentId::parse(&name) else {
-                    // Never a valid name, so never there: like deleting what is gone.
-                    authorizer
-                        .require(&who, actions::ROLE_ASSIGNMENTS_DELETE, &scope)
-                        .await?;
-                    return Ok(empty_response(StatusCode::NO_CONTENT));
-                };
-                Ok(
-                    match authorizer.assignment_delete(&who, &scope, id).await? {
-                        Some(removed) => json_response(StatusCode::OK, &assignment_json(&removed)),
-                        None => empty_response(StatusCode::NO_CONTENT),
-                    },
-                )
-            }
-            .await;
-            let subject = Subject {
-                action: actions::ROLE_ASSIGNMENTS_DELETE,
-                scope: scope.as_str(),
-                target: Some(&target),
-                operation: None,
+            let Ok(id) = RoleAssignmentId::parse(&name) else {
+                // Never a valid name, so never there: like deleting what is gone.
+                authorizer
+                    .require(who, actions::ROLE_ASSIGNMENTS_DELETE, &scope)
+                    .await?;
+                return Ok(empty_response(StatusCode::NO_CONTENT));
             };
-            outcome(
-                state,
-                parts.extensions.get(),
-                &who,
-                subject,
-                Ended::of(&result),
-            )
-            .await;
-            result
+            Ok(match authorizer.assignment_delete(who, &scope, id).await? {
+                Some(removed) => json_response(StatusCode::OK, &assignment_json(&removed)),
+                None => empty_response(StatusCode::NO_CONTENT),
+            })
         }
         (method, route) => Err(Error::new(
             ErrorKind::MethodNotAllowed,
@@ -300,18 +306,18 @@ pub(crate) async fn handle(
 
 /// A role assignment PUT: 201 when created, 200 when an identical one existed.
 async fn put(
-    state: &ApiState,
+    security: &Security,
     parts: &Parts,
     who: &Principal,
     scope: &Scope,
     name: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let security = state
-        .config
-        .security
-        .as_ref()
-        .ok_or_else(|| Error::internal("authorization without security", std::fmt::Error))?;
+    // As ARM: who may not write here learns nothing about what their body would have done.
+    security
+        .authorizer
+        .require(who, actions::ROLE_ASSIGNMENTS_WRITE, scope)
+        .await?;
     let id = RoleAssignmentId::parse(name)?;
     let body = read_json(&parts.headers, body).await?;
     let spec = assignment_spec(body)?;

@@ -1176,6 +1176,30 @@ retention_days = 30
     }
 
     #[test]
+    fn issuers_can_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tether.toml", VALID)?;
+            jail.set_env(
+                "TETHER__AUTH__ISSUERS",
+                r#"[{issuer="http://127.0.0.1:9/t/v2.0", tenant_id="t"}]"#,
+            );
+            jail.set_env("TETHER__AUTH__AUDIENCES", r#"["api://tether"]"#);
+            jail.set_env("TETHER__AUTH__ALLOW_HTTP_ISSUERS", "true");
+            jail.set_env(
+                "TETHER__AUTH__BOOTSTRAP_OWNERS",
+                r#"["08e5fa31-2314-8299-b025-dd969cba3c96"]"#,
+            );
+            let c = Config::load(Path::new("tether.toml")).map_err(|e| format!("{e:#}"))?;
+            assert!(c.jwt());
+            assert_eq!(c.auth.issuers[0].issuer, "http://127.0.0.1:9/t/v2.0");
+            assert_eq!(c.auth.issuers[0].tenant_id.as_deref(), Some("t"));
+            assert_eq!(c.auth.audiences, vec!["api://tether".to_string()]);
+            assert_eq!(c.auth.bootstrap_owners.len(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("tether.toml", VALID)?;

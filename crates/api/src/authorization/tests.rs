@@ -170,6 +170,14 @@ fn assignment_body(role: &roles::RoleDefinition, principal: &str) -> Value {
     }})
 }
 
+/// The token with one character in the middle of its signature changed.
+fn tamper(token: &str) -> String {
+    let at = token.rfind('.').unwrap() + 20;
+    let mut bytes = token.as_bytes().to_vec();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
 fn guid(n: u8) -> String {
     format!("{n:08x}-0000-4000-8000-00000000abcd")
 }
@@ -195,7 +203,7 @@ async fn requests_without_a_valid_token_get_arms_401_and_public_routes_stay_open
     let other_aud = e.issuer.claims(ALICE, "api://other", now);
     let stranger = TestIssuer::new("https://evil.example", TENANT).claims(ALICE, AUD, now);
     let good = e.token(ALICE);
-    let tampered = format!("{}x", &good[..good.len() - 1]);
+    let tampered = tamper(&good);
     for (token, code) in [
         (e.key.sign(&expired), "ExpiredAuthenticationToken"),
         (e.key.sign(&other_aud), "InvalidAuthenticationTokenAudience"),
@@ -672,6 +680,24 @@ async fn the_audit_trail_records_writes_and_refusals_for_operators_only() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = e
+        .as_(
+            BOB,
+            Method::GET,
+            &format!("{SUB}/providers/Microsoft.Authorization/roleAssignments?{V}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a refused read");
+    let (status, _) = e
+        .as_(
+            ALICE,
+            Method::GET,
+            &format!("{rg}/providers/Microsoft.Authorization/roleAssignments?{V}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "an accepted read (not audited)");
     let (status, _, _) = e
         .send(
             Method::GET,
@@ -735,6 +761,26 @@ async fn the_audit_trail_records_writes_and_refusals_for_operators_only() {
     let unauthenticated = find("refused", "authenticate");
     assert_eq!(unauthenticated["principalId"], Value::Null);
     assert_eq!(unauthenticated["errorCode"], "InvalidAuthenticationToken");
+    let refused_read = records
+        .iter()
+        .find(|r| r["action"] == "Microsoft.Authorization/roleAssignments/read")
+        .unwrap();
+    assert_eq!(
+        (
+            refused_read["principalId"].as_str(),
+            refused_read["outcome"].as_str(),
+            refused_read["scope"].as_str()
+        ),
+        (Some(BOB), Some("refused"), Some(SUB))
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["action"] == "Microsoft.Authorization/roleAssignments/read")
+            .count(),
+        1,
+        "accepted reads are not audited"
+    );
     let operator_refusal = records
         .iter()
         .find(|r| r["action"] == "Tether.Operator/audit/list/action" && r["principalId"] == ALICE)
