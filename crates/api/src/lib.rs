@@ -32,6 +32,7 @@ mod audit;
 mod authn;
 pub mod authorization;
 mod error;
+mod guard;
 mod handlers;
 mod render;
 mod routes;

@@ -141,7 +141,10 @@ async fn security(
         authorizer: Authorizer::new(
             store.clone(),
             AuthorizerSettings {
-                cache_ttl: std::time::Duration::from_secs_f64(config.auth.assignment_cache_secs),
+                cache_ttl: std::time::Duration::try_from_secs_f64(
+                    config.auth.assignment_cache_secs,
+                )
+                .unwrap_or(std::time::Duration::from_secs(5)),
                 ..AuthorizerSettings::default()
             },
         ),
