@@ -322,6 +322,15 @@ async fn a_slow_backend_fails_in_our_words_without_its_url() {
     config.request_timeout = Duration::from_millis(300);
     config.max_retries = 0;
     let adapters = tether_adapters::azure::adapters(ArmClient::new(config).unwrap());
+    // The mock makes its signing key on first use, which can outlast the 300 ms budget on a
+    // busy machine: have it made (through the admin API, no timeout) before the clock matters.
+    let minted = reqwest::Client::new()
+        .post(format!("{}/admin/tokens", mock.url))
+        .json(&json!({"clientId": demo::CLIENT_ID}))
+        .send()
+        .await
+        .unwrap();
+    assert!(minted.status().is_success());
     // The token first, so only the ARM call is slow.
     let source = adapters.source(&WEB_APP).unwrap();
     source.facts(&call(), &id(demo::WEB_APP_ID)).await.unwrap();
