@@ -13,7 +13,12 @@ use crate::support::{PG_DATABASE_ID, WEB_APP_ID, env, secret_linker};
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollback_that_keeps_failing_is_visible_and_retried() {
     let env = env(Backend::Postgres).await;
-    let replica = env.spawn().await;
+    // The saga gauges are refreshed in the background (scrapes never query the database).
+    let replica = env
+        .spawn_with(
+            ReplicaOptions::default().env("TETHER__HOUSEKEEPING__GAUGES_INTERVAL_SECS", "0.2"),
+        )
+        .await;
     let api = &replica.api;
     let clean = env.mock.state().await;
     // The create fails at its last step, and removing the rules it made keeps failing.
@@ -65,16 +70,24 @@ async fn a_rollback_that_keeps_failing_is_visible_and_retried() {
     assert_eq!(sagas[0]["name"], "linker-create-v2");
     assert_eq!(sagas[0]["undoError"]["code"], "AuthorizationFailed");
     let id = sagas[0]["id"].as_str().unwrap().to_string();
-    let metrics = reqwest::get(format!("{}/metrics", replica.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"tether_sagas{state="stuck"} 1"#),
-        "{metrics}"
-    );
+    let metrics = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let metrics = reqwest::get(format!("{}/metrics", replica.url))
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if metrics.contains(r#"tether_sagas{state="stuck"} 1"#) {
+                Ok(metrics)
+            } else {
+                Err(format!("the stuck gauge never showed: {metrics}"))
+            }
+        },
+    )
+    .await;
     assert!(metrics.contains("tether_saga_stuck_total"), "{metrics}");
 
     // The operator fixes the permission and asks for the retry now.

@@ -282,6 +282,13 @@ fn check_exchanges(exchanges: &[Value], api_version: &str, secrets: &[String]) {
 
 /// The python of a virtualenv holding `azure-mgmt-servicelinker=={sdk}`, cached under the
 /// target's temporary folder (`sdk-venv-<version>`) for later runs.
+async fn venv(sdk: &str) -> PathBuf {
+    let requirement = format!("azure-mgmt-servicelinker=={sdk}");
+    venv_with(&format!("sdk-venv-{sdk}"), &[&requirement, "six"]).await
+}
+
+/// The python of a virtualenv named `name` holding `requirements` (the first one names it in
+/// its marker file), cached under the target's temporary folder for later runs.
 ///
 /// Idempotent and safe between concurrent test processes: a virtualenv is built in a folder of
 /// its own and renamed into place only after its marker file is written, so the cached folder is
@@ -289,10 +296,11 @@ fn check_exchanges(exchanges: &[Value], api_version: &str, secrets: &[String]) {
 /// rebuilt); when two processes race, the first rename wins and the other drops its copy. A
 /// virtualenv survives the rename because we run only `bin/python` (which finds its
 /// `pyvenv.cfg` next to itself), never the console scripts whose shebangs hold the old path.
-async fn venv(sdk: &str) -> PathBuf {
+pub(crate) async fn venv_with(name: &str, requirements: &[&str]) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join(format!("sdk-venv-{sdk}"));
-    let requirement = format!("azure-mgmt-servicelinker=={sdk}");
+    let dir = root.join(name);
+    // The marker names the first requirement (the SDK under test), as it always has.
+    let requirement = requirements.first().copied().unwrap_or_default();
     let marker = |dir: &Path| dir.join("tether-sdk-ready");
     let ready = |dir: &Path| {
         std::fs::read_to_string(marker(dir)).is_ok_and(|m| m.trim() == requirement)
@@ -306,29 +314,26 @@ async fn venv(sdk: &str) -> PathBuf {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let building = root.join(format!(
-        "sdk-venv-{sdk}.building-{}-{nanos}",
-        std::process::id()
-    ));
+    let building = root.join(format!("{name}.building-{}-{nanos}", std::process::id()));
     run(
         Command::new("python3").arg("-m").arg("venv").arg(&building),
         "python3 -m venv",
     )
     .await;
     run(
-        Command::new(building.join("bin/python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &requirement,
-            "six",
-        ]),
+        Command::new(building.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(requirements),
         "pip install",
     )
     .await;
-    std::fs::write(marker(&building), &requirement).unwrap();
+    std::fs::write(marker(&building), requirement).unwrap();
 
     if dir.exists() && !ready(&dir) {
         let _ = std::fs::remove_dir_all(&dir);

@@ -27,6 +27,7 @@ use tether_model::ids::ResourceId;
 pub mod arm;
 pub mod azure;
 mod error;
+pub mod jwks;
 
 pub use error::{AdapterError, ErrorKind, scrub};
 

@@ -32,10 +32,14 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> R
 }
 
 async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&parts.headers)?;
+    let caller = state.caller(parts)?;
     let route = routes::parse(parts.uri.path())?;
     tracing::Span::current().record("route", route.name());
     let query = Query::parse(parts.uri.query())?;
+    // Microsoft.Authorization (role assignments and definitions) has its own api-versions.
+    if let Route::Authorization(route) = route {
+        return crate::authorization::handle(state, parts, route, body).await;
+    }
     let version = query.version()?;
     let cx = Cx {
         state,

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use tether_app::auth::Security;
 use tether_app::{App, Caller};
 use tether_model::{Error, ErrorKind};
 use tower::ServiceBuilder;
@@ -27,15 +28,21 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::Instrument;
 
 mod admin;
+mod audit;
+mod authn;
+pub mod authorization;
 mod error;
+mod guard;
 mod handlers;
 mod render;
 mod routes;
 mod serve;
+pub mod throttle;
 
 pub use error::ApiError;
 pub use handlers::MAX_BODY;
 pub use serve::serve;
+pub use throttle::ThrottleSettings;
 
 /// Where the absolute URLs the API hands out (operation status, results, next pages) point.
 /// They are never built from an untrusted `Host` header: a forged one would send clients,
@@ -131,12 +138,22 @@ pub struct ApiConfig {
     pub location: String,
     /// `Retry-After` seconds on long-running operations.
     pub retry_after: u32,
-    /// The bearer token that authenticates callers.
-    pub token: SecretString,
+    /// The legacy static bearer token, checked only when `security` is `None`.
+    // TODO-security: remove with the static token once every caller (tether dev, the
+    // end-to-end harness) authenticates with JWTs.
+    pub token: Option<SecretString>,
     /// The identity recorded in `systemData` for callers of that token.
     pub principal: String,
     /// Renders the process's metrics in the Prometheus text format (`GET /metrics`).
     pub metrics: MetricsRender,
+    /// JWT authentication, role-based authorization and the audit trail. `None` keeps the
+    /// legacy static token (`token`) and serves no role assignments.
+    pub security: Option<Arc<Security>>,
+    /// Throttling budgets per principal and subscription; `None`: no throttling.
+    pub throttle: Option<ThrottleSettings>,
+    /// Most refusals made before any handler (bad tokens, throttling) written to the audit
+    /// trail per second; the rest are only counted.
+    pub refusal_audit_per_sec: u32,
 }
 
 /// Renders metrics in the Prometheus text format.
@@ -146,6 +163,10 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct ApiState {
     app: App,
     config: ApiConfig,
+    throttle: Option<throttle::Throttle>,
+    refusal_budget: governor::DefaultDirectRateLimiter,
+    /// When the database last answered a readiness probe.
+    ready_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl ApiState {
@@ -164,8 +185,16 @@ impl ApiState {
                 .eq_ignore_ascii_case("bearer")
                 .then_some(token.trim())
         });
-        let expected = self.config.token.expose_secret().as_bytes();
+        let expected = match &self.config.token {
+            Some(token) => token.expose_secret().as_bytes(),
+            None => &[][..],
+        };
         match presented {
+            Some(_) if expected.is_empty() => Err(Error::new(
+                ErrorKind::Unauthenticated,
+                "InvalidAuthenticationToken",
+                "The access token is invalid.",
+            )),
             Some(token) if constant_time_eq(token.as_bytes(), expected) => Ok(Caller {
                 name: self.config.principal.clone(),
                 kind: "User".into(),
@@ -184,22 +213,43 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The whole HTTP surface, with the limits of [`harden`].
+///
+/// Health, readiness, metrics and the OpenAPI documents are public and cheap; everything
+/// else (ARM routes, `/admin`) is authenticated, then throttled.
 pub fn router(app: App, config: ApiConfig) -> Router {
     let limits = config.limits.clone();
-    let state = Arc::new(ApiState { app, config });
-    let routes = Router::new()
+    let throttle = config.throttle.as_ref().map(throttle::Throttle::new);
+    let per_sec = std::num::NonZeroU32::new(config.refusal_audit_per_sec.max(1))
+        .unwrap_or(std::num::NonZeroU32::MIN);
+    let state = Arc::new(ApiState {
+        app,
+        config,
+        throttle,
+        refusal_budget: governor::RateLimiter::direct(governor::Quota::per_second(per_sec)),
+        ready_at: std::sync::Mutex::new(None),
+    });
+    let public: Router<Arc<ApiState>> = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .route("/readyz", get(ready))
         .route("/openapi/{file}", get(openapi))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let protected: Router<Arc<ApiState>> = Router::new()
         .route("/admin/sagas", get(admin::sagas))
         .route("/admin/sagas/{id}/retry", axum::routing::post(admin::retry))
+        .route("/admin/audit", get(admin::audit))
         .fallback(handlers::dispatch)
-        .with_state(state);
-    harden(routes, &limits)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            throttle::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::middleware,
+        ));
+    harden(public.merge(protected).with_state(state), &limits)
 }
 
 /// Wraps routes in the limits every request gets: a handler panic becomes an ARM `500`,
@@ -233,18 +283,33 @@ fn harden(routes: Router, limits: &HttpLimits) -> Router {
         .layer(middleware::from_fn(request_context))
 }
 
+/// How long a successful readiness check is reused: a flood of probes costs at most one
+/// database round trip per interval.
+const READY_CACHE: Duration = Duration::from_secs(1);
+
 async fn ready(State(state): State<Arc<ApiState>>) -> Response {
+    let fresh = |at: &Option<Instant>| at.is_some_and(|t| t.elapsed() < READY_CACHE);
+    let ready_at = || {
+        state
+            .ready_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if fresh(&ready_at()) {
+        return axum::Json(json!({"status": "ready"})).into_response();
+    }
     match state.app.ready().await {
-        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => {
+            *ready_at() = Some(Instant::now());
+            axum::Json(json!({"status": "ready"})).into_response()
+        }
         Err(e) => ApiError(e).into_response(),
     }
 }
 
-/// Prometheus metrics: this process's counters plus the saga gauges read from the database.
+/// Prometheus metrics: this process's counters plus the saga gauges, which a background task
+/// refreshes from the database (a scrape never queries it).
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    if let Err(e) = state.app.refresh_gauges().await {
-        return ApiError(e).into_response();
-    }
     (
         [(
             header::CONTENT_TYPE,
@@ -280,7 +345,7 @@ async fn openapi(Path(file): Path<String>) -> Response {
 }
 
 /// Request and correlation ids, the request's span and its access log line.
-async fn request_context(request: Request, next: Next) -> Response {
+async fn request_context(mut request: Request, next: Next) -> Response {
     #[expect(
         clippy::disallowed_methods,
         reason = "x-ms-request-id is a fresh GUID per request"
@@ -300,6 +365,10 @@ async fn request_context(request: Request, next: Next) -> Response {
             text("x-ms-return-client-request-id").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         )
     };
+    request.extensions_mut().insert(audit::RequestIds {
+        request_id: request_id.clone(),
+        correlation_id: correlation.clone(),
+    });
     let method = request.method().clone();
     let span = tracing::info_span!(
         "request",

@@ -30,6 +30,8 @@ pub enum Route {
     },
     /// A documented ServiceLinker operation Tether does not serve yet.
     Unsupported(&'static str),
+    /// `{scope}/providers/Microsoft.Authorization/...` (see [`crate::authorization`]).
+    Authorization(crate::authorization::AuthzRoute),
 }
 
 /// POST actions on a linker.
@@ -54,6 +56,7 @@ impl Route {
             Route::OperationStatus { .. } => "operationStatuses",
             Route::OperationResult { .. } => "operationResults",
             Route::Unsupported(what) => what,
+            Route::Authorization(route) => route.name(),
         }
     }
 }
@@ -70,6 +73,9 @@ pub fn parse(path: &str) -> Result<Route, Error> {
         .split('/')
         .map(decode_segment)
         .collect::<Result<_, _>>()?;
+    if let Some(route) = crate::authorization::route(&segments)? {
+        return Ok(Route::Authorization(route));
+    }
     let at = segments
         .windows(2)
         .rposition(|w| {

@@ -15,10 +15,13 @@ use tether_saga::{Executor, ExecutorConfig};
 use tether_store::{Purged, Store};
 
 pub mod applied;
+pub mod auth;
 pub mod linkers;
 pub mod sagas;
 pub mod secrets;
 pub mod spec;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use linkers::{Accepted, Page};
 pub use sagas::DEFAULT_MAX_VALIDATIONS;

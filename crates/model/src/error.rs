@@ -13,6 +13,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// 401: no or bad credentials.
     Unauthenticated,
+    /// 403: the caller is known but may not do this (`AuthorizationFailed`).
+    Forbidden,
     /// 404: the resource (or operation) does not exist.
     NotFound,
     /// 405: the route exists but not for this method.

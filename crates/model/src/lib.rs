@@ -7,6 +7,7 @@
 //! This crate does no IO: no sqlx, axum, reqwest or tokio networking.
 
 pub mod api_version;
+pub mod authz;
 pub mod catalog;
 pub mod configuration;
 pub mod error;

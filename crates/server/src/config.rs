@@ -36,6 +36,12 @@ pub struct Config {
     /// Removal of finished operations and saga logs.
     #[serde(default)]
     pub housekeeping: HousekeepingConfig,
+    /// Request throttling per principal and per subscription.
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -144,18 +150,145 @@ impl DatabaseConfig {
     }
 }
 
-/// `[auth]`.
+/// `[auth]`: JWT authentication (`issuers`, `audiences`, ...) or, without issuers, the
+/// legacy static `token`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// The bearer token callers must present.
-    #[serde(serialize_with = "expose")]
-    // TODO-security: replace with JWT validation against configured issuers (JWKS) and
-    // scope-based authorization, as DESIGN §6 describes.
-    pub token: SecretString,
-    /// The identity recorded in `systemData` for that token's callers.
+    /// Legacy: the one bearer token callers present, used only when `issuers` is empty.
+    // TODO-security: remove once `tether dev` and the end-to-end harness use JWTs.
+    #[serde(default, serialize_with = "expose_opt")]
+    pub token: Option<SecretString>,
+    /// Legacy: the identity recorded in `systemData` for that token's callers.
     #[serde(default = "default_principal")]
     pub principal: String,
+    /// The token issuers trusted (JWT authentication is on when this is not empty).
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    /// Accepted `aud` values (exact match).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Tolerance on `exp` and `nbf`, in seconds (0-600).
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_secs: f64,
+    /// Allow `http://` issuers and key URLs (development and tests only).
+    #[serde(default)]
+    pub allow_http_issuers: bool,
+    /// An issuer's keys are fetched at most once per this interval (unknown `kid`s included).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_min_interval_secs: f64,
+    /// Cached keys older than this are fetched again when next used.
+    #[serde(default = "default_jwks_max_age")]
+    pub jwks_max_age_secs: f64,
+    /// Timeout of each OpenID metadata or key set request.
+    #[serde(default = "default_jwks_timeout")]
+    pub jwks_timeout_secs: f64,
+    /// Longest bearer token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Principal object ids made Owner at `bootstrap_scope` at start (idempotent).
+    #[serde(default)]
+    pub bootstrap_owners: Vec<String>,
+    /// Where bootstrap owners are made Owner: `/` (everything) or a subscription.
+    #[serde(default = "default_bootstrap_scope")]
+    pub bootstrap_scope: String,
+    /// How long a principal's role assignments are reused before being read again; grants
+    /// and revocations made on another replica take effect within it.
+    #[serde(default = "default_assignment_cache")]
+    pub assignment_cache_secs: f64,
+    /// `authorization_uri` of `WWW-Authenticate` challenges (default: the first issuer
+    /// without `/v2.0`).
+    #[serde(default)]
+    pub authorization_uri: Option<String>,
+}
+
+impl AuthConfig {
+    /// Legacy static-token authentication.
+    pub fn with_token(token: SecretString, principal: impl Into<String>) -> Self {
+        Self {
+            token: Some(token),
+            principal: principal.into(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            clock_skew_secs: default_clock_skew(),
+            allow_http_issuers: false,
+            jwks_refresh_min_interval_secs: default_jwks_refresh(),
+            jwks_max_age_secs: default_jwks_max_age(),
+            jwks_timeout_secs: default_jwks_timeout(),
+            max_token_bytes: default_max_token_bytes(),
+            bootstrap_owners: Vec::new(),
+            bootstrap_scope: default_bootstrap_scope(),
+            assignment_cache_secs: default_assignment_cache(),
+            authorization_uri: None,
+        }
+    }
+}
+
+/// One trusted issuer in `[[auth.issuers]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The exact `iss` of its tokens (`https://login.microsoftonline.com/{tenant}/v2.0`).
+    pub issuer: String,
+    /// Its key set; discovered from `{issuer}/.well-known/openid-configuration` if absent.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The `tid` its tokens must carry, if pinned.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+/// `[throttle]`: token buckets per principal and per subscription, each for reads and for
+/// writes separately.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Whether requests are throttled at all.
+    pub enabled: bool,
+    /// Sustained requests per minute per principal.
+    pub per_principal_per_minute: u32,
+    /// Requests a principal may make at once.
+    pub principal_burst: u32,
+    /// Sustained requests per minute per subscription (all principals together).
+    pub per_subscription_per_minute: u32,
+    /// Requests a subscription may take at once.
+    pub subscription_burst: u32,
+    /// Most buckets tracked per limiter (memory bound).
+    pub max_keys: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        let d = tether_api::ThrottleSettings::default();
+        Self {
+            enabled: true,
+            per_principal_per_minute: d.per_principal_per_minute,
+            principal_burst: d.principal_burst,
+            per_subscription_per_minute: d.per_subscription_per_minute,
+            subscription_burst: d.subscription_burst,
+            max_keys: d.max_keys,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How long audit records are kept.
+    pub retention_days: f64,
+    /// Most refusals before any handler (bad tokens, throttling) recorded per second; the
+    /// rest are counted only, so a flood cannot become a flood of writes.
+    pub refusals_per_sec: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 90.0,
+            refusals_per_sec: 20,
+        }
+    }
 }
 
 /// `[secrets]`.
@@ -242,8 +375,11 @@ pub struct HousekeepingConfig {
     /// How long finished operations (and their saga logs) are kept; ARM clients may poll an
     /// operation long after it ended.
     pub retention_hours: f64,
-    /// How often a replica removes the expired ones.
+    /// How often a replica removes the expired ones (and expired audit records).
     pub interval_secs: f64,
+    /// How often the saga gauges of `/metrics` are read from the database (a scrape never
+    /// queries it).
+    pub gauges_interval_secs: f64,
 }
 
 impl Default for HousekeepingConfig {
@@ -251,6 +387,7 @@ impl Default for HousekeepingConfig {
         Self {
             retention_hours: 24.0,
             interval_secs: 300.0,
+            gauges_interval_secs: 15.0,
         }
     }
 }
@@ -264,6 +401,11 @@ impl HousekeepingConfig {
     /// The pass interval.
     pub fn interval(&self) -> Duration {
         secs(self.interval_secs)
+    }
+
+    /// The gauge refresh interval.
+    pub fn gauges_interval(&self) -> Duration {
+        secs(self.gauges_interval_secs)
     }
 }
 
@@ -348,6 +490,38 @@ fn default_instance_name() -> String {
 fn default_principal() -> String {
     "tether-admin".into()
 }
+fn default_clock_skew() -> f64 {
+    60.0
+}
+fn default_jwks_refresh() -> f64 {
+    30.0
+}
+fn default_jwks_max_age() -> f64 {
+    3600.0
+}
+fn default_jwks_timeout() -> f64 {
+    10.0
+}
+fn default_max_token_bytes() -> usize {
+    16 * 1024
+}
+fn default_bootstrap_scope() -> String {
+    "/".into()
+}
+fn default_assignment_cache() -> f64 {
+    5.0
+}
+
+fn expose_opt<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    match secret {
+        Some(secret) => s.serialize_some(secret.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
 fn default_arm() -> String {
     "https://management.azure.com".into()
 }
@@ -422,6 +596,17 @@ impl Config {
                 "housekeeping.interval_secs",
                 self.housekeeping.interval_secs,
             ),
+            (
+                "housekeeping.gauges_interval_secs",
+                self.housekeeping.gauges_interval_secs,
+            ),
+            (
+                "auth.jwks_refresh_min_interval_secs",
+                self.auth.jwks_refresh_min_interval_secs,
+            ),
+            ("auth.jwks_max_age_secs", self.auth.jwks_max_age_secs),
+            ("auth.jwks_timeout_secs", self.auth.jwks_timeout_secs),
+            ("audit.retention_days", self.audit.retention_days * 86_400.0),
         ] {
             if !(value.is_finite() && value > 0.0 && value <= MAX_SECS) {
                 return Err(invalid(
@@ -449,12 +634,181 @@ impl Config {
                 1,
                 3600,
             ),
+            (
+                "auth.max_token_bytes",
+                self.auth.max_token_bytes,
+                1024,
+                64 * 1024,
+            ),
+            (
+                "throttle.per_principal_per_minute",
+                self.throttle.per_principal_per_minute as usize,
+                1,
+                10_000_000,
+            ),
+            (
+                "throttle.principal_burst",
+                self.throttle.principal_burst as usize,
+                1,
+                10_000_000,
+            ),
+            (
+                "throttle.per_subscription_per_minute",
+                self.throttle.per_subscription_per_minute as usize,
+                1,
+                10_000_000,
+            ),
+            (
+                "throttle.subscription_burst",
+                self.throttle.subscription_burst as usize,
+                1,
+                10_000_000,
+            ),
+            ("throttle.max_keys", self.throttle.max_keys, 16, 10_000_000),
+            (
+                "audit.refusals_per_sec",
+                self.audit.refusals_per_sec as usize,
+                1,
+                100_000,
+            ),
         ] {
             if !(min..=max).contains(&value) {
                 return Err(invalid(key, &format!("must be between {min} and {max}")));
             }
         }
+        self.check_auth()
+    }
+
+    /// Checks `[auth]`: static token or issuers, well-formed issuer URLs, audiences, the
+    /// bootstrap principals and scope, the bounded durations.
+    fn check_auth(&self) -> anyhow::Result<()> {
+        let a = &self.auth;
+        let invalid = |key: &str, why: String| anyhow!("invalid configuration: {key} {why}");
+        if a.issuers.is_empty() {
+            if a.token.is_none() {
+                return Err(invalid(
+                    "auth.issuers",
+                    "(or the legacy auth.token) is required".into(),
+                ));
+            }
+            return Ok(());
+        }
+        if a.audiences.is_empty() || a.audiences.iter().any(|x| x.trim().is_empty()) {
+            return Err(invalid(
+                "auth.audiences",
+                "must list the accepted audiences when issuers are configured".into(),
+            ));
+        }
+        for (i, issuer) in a.issuers.iter().enumerate() {
+            let urls = [
+                ("issuer", Some(&issuer.issuer)),
+                ("jwks_uri", issuer.jwks_uri.as_ref()),
+            ];
+            for (field, url) in urls {
+                let Some(url) = url else { continue };
+                let ok = Url::parse(url).is_ok_and(|u| {
+                    (u.scheme() == "https" || (a.allow_http_issuers && u.scheme() == "http"))
+                        && u.host_str().is_some()
+                });
+                if !ok {
+                    return Err(invalid(
+                        &format!("auth.issuers[{i}].{field}"),
+                        format!(
+                            "'{url}' must be an https URL (http only with auth.allow_http_issuers)"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !(a.clock_skew_secs.is_finite() && (0.0..=600.0).contains(&a.clock_skew_secs)) {
+            return Err(invalid(
+                "auth.clock_skew_secs",
+                "must be between 0 and 600".into(),
+            ));
+        }
+        if !(a.assignment_cache_secs.is_finite()
+            && (0.0..=300.0).contains(&a.assignment_cache_secs))
+        {
+            return Err(invalid(
+                "auth.assignment_cache_secs",
+                "must be between 0 and 300".into(),
+            ));
+        }
+        for owner in &a.bootstrap_owners {
+            tether_model::authz::PrincipalId::parse(owner).map_err(|_| {
+                invalid(
+                    "auth.bootstrap_owners",
+                    format!("'{owner}' is not a principal id"),
+                )
+            })?;
+        }
+        let scope = tether_model::authz::Scope::parse(&a.bootstrap_scope)
+            .map_err(|e| invalid("auth.bootstrap_scope", e.client_message().to_string()))?;
+        if !matches!(scope, tether_model::authz::Scope::Root)
+            && scope.as_str().split('/').filter(|s| !s.is_empty()).count() != 2
+        {
+            return Err(invalid(
+                "auth.bootstrap_scope",
+                "must be '/' or a subscription ('/subscriptions/{id}')".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether JWT authentication is configured.
+    pub fn jwt(&self) -> bool {
+        !self.auth.issuers.is_empty()
+    }
+
+    /// The authenticator settings of `[auth]`.
+    pub fn auth_settings(&self) -> tether_app::auth::AuthSettings {
+        let a = &self.auth;
+        let timeout = secs(a.jwks_timeout_secs);
+        tether_app::auth::AuthSettings {
+            issuers: a
+                .issuers
+                .iter()
+                .map(|i| tether_app::auth::IssuerSettings {
+                    issuer: i.issuer.clone(),
+                    jwks_uri: i.jwks_uri.clone(),
+                    tenant_id: i.tenant_id.clone(),
+                })
+                .collect(),
+            audiences: a.audiences.clone(),
+            clock_skew: secs(a.clock_skew_secs),
+            max_token_bytes: a.max_token_bytes,
+            refresh_min_interval: secs(a.jwks_refresh_min_interval_secs),
+            keys_max_age: secs(a.jwks_max_age_secs),
+            // A request waits for one fetch at most (plus discovery): two timeouts.
+            refresh_wait: timeout.saturating_mul(2),
+            authorization_uri: a.authorization_uri.clone(),
+        }
+    }
+
+    /// The key source settings of `[auth]`.
+    pub fn key_source(&self) -> tether_adapters::jwks::HttpKeySourceConfig {
+        tether_adapters::jwks::HttpKeySourceConfig {
+            timeout: secs(self.auth.jwks_timeout_secs),
+            allow_http: self.auth.allow_http_issuers,
+            ..tether_adapters::jwks::HttpKeySourceConfig::default()
+        }
+    }
+
+    /// The throttling budgets, `None` when throttling is off.
+    pub fn throttle(&self) -> Option<tether_api::ThrottleSettings> {
+        let t = &self.throttle;
+        t.enabled.then_some(tether_api::ThrottleSettings {
+            per_principal_per_minute: t.per_principal_per_minute,
+            principal_burst: t.principal_burst,
+            per_subscription_per_minute: t.per_subscription_per_minute,
+            subscription_burst: t.subscription_burst,
+            max_keys: t.max_keys,
+        })
+    }
+
+    /// How long audit records are kept.
+    pub fn audit_retention(&self) -> Duration {
+        secs(self.audit.retention_days * 86_400.0)
     }
 
     /// Where the API's absolute URLs point: `server.public_url`, or trusted `Host` headers.
@@ -717,6 +1071,140 @@ client_secret = "s"
             let c = Config::load(Path::new("tether.toml")).map_err(|e| e.to_string())?;
             assert_eq!(c.server.location, "westus");
             assert_eq!(c.log.format, LogFormat::Json);
+            Ok(())
+        });
+    }
+
+    const JWT: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "https://tether.example.net"
+[database]
+url = "postgres://postgres@127.0.0.1/tether"
+[auth]
+audiences = ["https://management.azure.com", "https://management.azure.com/"]
+clock_skew_secs = 30
+bootstrap_owners = ["0A1B2C3D-0000-4000-8000-00000000000F"]
+[[auth.issuers]]
+issuer = "https://login.microsoftonline.com/aaaaaaaa-0000-4000-8000-000000000001/v2.0"
+tenant_id = "aaaaaaaa-0000-4000-8000-000000000001"
+[[auth.issuers]]
+issuer = "https://sts.example/"
+jwks_uri = "https://sts.example/keys"
+[secrets]
+key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+[azure]
+tenant_id = "t"
+client_id = "c"
+client_secret = "s"
+[throttle]
+per_principal_per_minute = 120
+[audit]
+retention_days = 30
+"#;
+
+    #[test]
+    fn jwt_authentication_is_configured_by_issuers() {
+        let c = load(JWT).unwrap();
+        assert!(c.jwt());
+        let a = c.auth_settings();
+        assert_eq!(a.issuers.len(), 2);
+        assert_eq!(
+            a.issuers[1].jwks_uri.as_deref(),
+            Some("https://sts.example/keys")
+        );
+        assert_eq!(
+            a.issuers[0].tenant_id.as_deref(),
+            Some("aaaaaaaa-0000-4000-8000-000000000001")
+        );
+        assert_eq!(a.clock_skew, Duration::from_secs(30));
+        assert_eq!(a.max_token_bytes, 16 * 1024);
+        assert_eq!(a.refresh_min_interval, Duration::from_secs(30));
+        assert!(!c.key_source().allow_http);
+        let t = c.throttle().unwrap();
+        assert_eq!((t.per_principal_per_minute, t.principal_burst), (120, 250));
+        assert_eq!(c.audit_retention(), Duration::from_secs(30 * 86_400));
+        assert_eq!(c.housekeeping.gauges_interval(), Duration::from_secs(15));
+        assert!(!load(VALID).unwrap().jwt(), "the legacy token alone");
+        let off = load(&JWT.replace("[throttle]", "[throttle]\nenabled = false")).unwrap();
+        assert!(off.throttle().is_none());
+    }
+
+    #[test]
+    fn bad_auth_values_name_their_key() {
+        let cases = [
+            (JWT.replace("audiences = [", "audiences_ = ["), "audiences_"),
+            (
+                JWT.replace(
+                    "audiences = [\"https://management.azure.com\", \"https://management.azure.com/\"]",
+                    "audiences = []",
+                ),
+                "auth.audiences",
+            ),
+            (
+                JWT.replace("https://sts.example/\"", "http://sts.example/\""),
+                "auth.issuers[1].issuer",
+            ),
+            (
+                JWT.replace("https://sts.example/keys", "keys"),
+                "auth.issuers[1].jwks_uri",
+            ),
+            (JWT.replace("clock_skew_secs = 30", "clock_skew_secs = 3600"), "auth.clock_skew_secs"),
+            (
+                JWT.replace("0A1B2C3D-0000-4000-8000-00000000000F", "not a principal"),
+                "auth.bootstrap_owners",
+            ),
+            (
+                JWT.replace(
+                    "clock_skew_secs = 30",
+                    "bootstrap_scope = \"/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg\"",
+                ),
+                "auth.bootstrap_scope",
+            ),
+            (
+                JWT.replace("clock_skew_secs = 30", "max_token_bytes = 10"),
+                "auth.max_token_bytes",
+            ),
+            (
+                JWT.replace("per_principal_per_minute = 120", "per_principal_per_minute = 0"),
+                "throttle.per_principal_per_minute",
+            ),
+            (
+                JWT.replace("retention_days = 30", "retention_days = -1"),
+                "audit.retention_days",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = format!("{:#}", load(&text).unwrap_err());
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        // Plain http issuers are accepted when allowed (the mock of `tether dev`).
+        let http = JWT
+            .replace("https://sts.example/\"", "http://127.0.0.1:8081/t/v2.0\"")
+            .replace("[auth]", "[auth]\nallow_http_issuers = true");
+        assert!(load(&http).unwrap().key_source().allow_http);
+    }
+
+    #[test]
+    fn issuers_can_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tether.toml", VALID)?;
+            jail.set_env(
+                "TETHER__AUTH__ISSUERS",
+                r#"[{issuer="http://127.0.0.1:9/t/v2.0", tenant_id="t"}]"#,
+            );
+            jail.set_env("TETHER__AUTH__AUDIENCES", r#"["api://tether"]"#);
+            jail.set_env("TETHER__AUTH__ALLOW_HTTP_ISSUERS", "true");
+            jail.set_env(
+                "TETHER__AUTH__BOOTSTRAP_OWNERS",
+                r#"["08e5fa31-2314-8299-b025-dd969cba3c96"]"#,
+            );
+            let c = Config::load(Path::new("tether.toml")).map_err(|e| format!("{e:#}"))?;
+            assert!(c.jwt());
+            assert_eq!(c.auth.issuers[0].issuer, "http://127.0.0.1:9/t/v2.0");
+            assert_eq!(c.auth.issuers[0].tenant_id.as_deref(), Some("t"));
+            assert_eq!(c.auth.audiences, vec!["api://tether".to_string()]);
+            assert_eq!(c.auth.bootstrap_owners.len(), 1);
             Ok(())
         });
     }

@@ -13,8 +13,8 @@ use tether_mock_azure::{MockAzure, demo};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    AuthConfig, AzureConfig, Config, DatabaseConfig, HousekeepingConfig, LogConfig, LogFormat,
-    SagasConfig, SecretsConfig, ServerConfig,
+    AuditConfig, AuthConfig, AzureConfig, Config, DatabaseConfig, HousekeepingConfig, LogConfig,
+    LogFormat, SagasConfig, SecretsConfig, ServerConfig, ThrottleConfig,
 };
 use crate::{Application, cancel_on_signal, telemetry};
 
@@ -76,10 +76,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             ..ServerConfig::new(args.listen)
         },
         database: DatabaseConfig::new(format!("sqlite://{}", database.display())),
-        auth: AuthConfig {
-            token: SecretString::from(token.clone()),
-            principal: "tether-dev".into(),
-        },
+        auth: AuthConfig::with_token(SecretString::from(token.clone()), "tether-dev"),
         secrets: SecretsConfig { key },
         azure: AzureConfig {
             arm_endpoint: mock_url.clone(),
@@ -93,6 +90,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         sagas: SagasConfig::default(),
         housekeeping: HousekeepingConfig::default(),
+        throttle: ThrottleConfig::default(),
+        audit: AuditConfig::default(),
         log: LogConfig {
             format: LogFormat::Text,
         },

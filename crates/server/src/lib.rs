@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tether_adapters::arm::ArmClient;
+use tether_adapters::jwks::HttpKeySource;
 use tether_api::ApiConfig;
 use tether_app::App;
+use tether_app::auth::{AuditLog, Authenticator, Authorizer, AuthorizerSettings, Security};
 use tether_model::ids::InstanceId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     app: App,
+    security: Option<Arc<Security>>,
     limits: tether_api::HttpLimits,
     housekeeping: config::HousekeepingConfig,
 }
@@ -42,6 +45,7 @@ impl Application {
         let catalog = tether_model::catalog::catalog().map_err(|e| {
             anyhow::anyhow!("the built-in catalogue is invalid: {}", e.detail().message)
         })?;
+        let security = security(config, &store).await?;
         let app = App::new(
             store,
             tether_adapters::azure::adapters(arm, catalog),
@@ -60,6 +64,9 @@ impl Application {
             token: config.auth.token.clone(),
             principal: config.auth.principal.clone(),
             metrics: metrics_render(),
+            security: security.clone(),
+            throttle: config.throttle(),
+            refusal_audit_per_sec: config.audit.refusals_per_sec,
         };
         let router = tether_api::router(app.clone(), api);
         let listener = TcpListener::bind(config.server.listen)
@@ -75,6 +82,7 @@ impl Application {
             listener,
             router,
             app,
+            security,
             limits,
             housekeeping: config.housekeeping.clone(),
         })
@@ -98,9 +106,19 @@ impl Application {
         });
         tokio::spawn(housekeeping(
             self.app.clone(),
+            self.security.clone(),
             self.housekeeping.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(gauges(
+            self.app.clone(),
+            self.housekeeping.gauges_interval(),
+            shutdown.clone(),
+        ));
+        if let Some(security) = self.security.clone() {
+            // Warm the key caches so the first requests do not wait for the issuers.
+            tokio::spawn(async move { security.authenticator.prefetch().await });
+        }
         let stop = shutdown.clone();
         tether_api::serve(self.listener, self.router, &self.limits, async move {
             stop.cancelled().await
@@ -112,20 +130,93 @@ impl Application {
     }
 }
 
-/// Removes expired finished operations and saga logs every interval until shutdown.
-async fn housekeeping(app: App, config: config::HousekeepingConfig, shutdown: CancellationToken) {
+/// JWT authentication, authorization and the audit trail, when `[auth]` names issuers; the
+/// bootstrap owners are made Owner (idempotently, on every replica).
+async fn security(
+    config: &Config,
+    store: &Arc<dyn tether_store::Store>,
+) -> anyhow::Result<Option<Arc<Security>>> {
+    if !config.jwt() {
+        return Ok(None);
+    }
+    let keys = HttpKeySource::new(config.key_source()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let security = Arc::new(Security {
+        authenticator: Authenticator::new(config.auth_settings(), Arc::new(keys)),
+        authorizer: Authorizer::new(
+            store.clone(),
+            AuthorizerSettings {
+                cache_ttl: std::time::Duration::try_from_secs_f64(
+                    config.auth.assignment_cache_secs,
+                )
+                .unwrap_or(std::time::Duration::from_secs(5)),
+                ..AuthorizerSettings::default()
+            },
+        ),
+        audit: AuditLog::new(store.clone(), config.audit_retention()),
+    });
+    let scope = tether_model::authz::Scope::parse(&config.auth.bootstrap_scope)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for owner in &config.auth.bootstrap_owners {
+        let owner =
+            tether_model::authz::PrincipalId::parse(owner).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let created = security
+            .authorizer
+            .bootstrap_owner(&owner, &scope)
+            .await
+            .with_context(|| format!("could not make {owner} Owner (auth.bootstrap_owners)"))?;
+        if created {
+            info!(principal = %owner, scope = %scope, "made a bootstrap owner");
+        }
+    }
+    Ok(Some(security))
+}
+
+/// Removes expired finished operations, saga logs and audit records every interval until
+/// shutdown.
+async fn housekeeping(
+    app: App,
+    security: Option<Arc<Security>>,
+    config: config::HousekeepingConfig,
+    shutdown: CancellationToken,
+) {
     let mut every = tokio::time::interval(config.interval());
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = every.tick() => match app.housekeeping(config.retention()).await {
-                Ok(purged) if purged.sagas > 0 => {
-                    info!(sagas = purged.sagas, operations = purged.operations, "removed finished operations");
+            _ = every.tick() => {
+                match app.housekeeping(config.retention()).await {
+                    Ok(purged) if purged.sagas > 0 => {
+                        info!(sagas = purged.sagas, operations = purged.operations, "removed finished operations");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %tether_model::ErrorChain(&e), "housekeeping failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %tether_model::ErrorChain(&e), "housekeeping failed"),
-            },
+                if let Some(security) = &security {
+                    match security.audit.purge().await {
+                        Ok(0) => {}
+                        Ok(n) => info!(records = n, "removed expired audit records"),
+                        Err(e) => tracing::warn!(error = %tether_model::ErrorChain(&e), "audit housekeeping failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Refreshes the `tether_sagas{state}` gauges from the database every interval (the first
+/// at once), so `GET /metrics` never queries the database.
+async fn gauges(app: App, interval: std::time::Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(e) = app.refresh_gauges().await {
+                    tracing::warn!(error = %tether_model::ErrorChain(&e), "could not refresh the saga gauges");
+                }
+            }
         }
     }
 }

@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tether_model::authz::{AuditRecord, RoleAssignment, RoleAssignmentId, Scope};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::{NewSaga, SagaStore};
 
+mod authz;
 mod postgres;
 pub mod replication;
 mod rows;
@@ -24,6 +26,7 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use authz::{AssignmentWrite, AuditQuery, MAX_PAGE, Placement, RoleAssignmentQuery};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -329,6 +332,47 @@ pub trait Store: SagaStore {
     /// Removes finished sagas (their logs and operations with them) that ended more than
     /// `older_than` ago.
     async fn purge_finished(&self, older_than: std::time::Duration) -> Result<Purged, StoreError>;
+
+    /// Stores a role assignment unless its name or its (scope, role, principal) is taken;
+    /// [`AssignmentWrite`] says which happened. Replaying an identical create is harmless.
+    async fn role_assignment_create(
+        &self,
+        assignment: &RoleAssignment,
+    ) -> Result<AssignmentWrite, StoreError>;
+
+    /// A role assignment by name, wherever it is.
+    async fn role_assignment_get(
+        &self,
+        id: RoleAssignmentId,
+    ) -> Result<Option<RoleAssignment>, StoreError>;
+
+    /// Removes the assignment `id` if it is at `scope` (case-insensitively) and returns it;
+    /// `None` when there is none there (deleting twice is harmless).
+    async fn role_assignment_delete(
+        &self,
+        scope: &Scope,
+        id: RoleAssignmentId,
+    ) -> Result<Option<RoleAssignment>, StoreError>;
+
+    /// Role assignments matching `query`, ordered by name (keyset paging on `after`).
+    async fn role_assignments_list(
+        &self,
+        query: &RoleAssignmentQuery,
+    ) -> Result<Vec<RoleAssignment>, StoreError>;
+
+    /// Appends an audit record (replaying the same id is harmless).
+    async fn audit_append(&self, record: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Audit records matching `query`, newest first (keyset paging on `before`).
+    async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Removes at most `max_rows` of the oldest audit records older than `before`; returns how
+    /// many it removed (call again while it returns `max_rows`).
+    async fn audit_purge(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        max_rows: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Opens the store a database URL names (`postgres://…` or `sqlite://…`) and applies the

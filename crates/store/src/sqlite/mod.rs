@@ -16,10 +16,14 @@ use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
 };
 
+use tether_model::authz::{AuditRecord, RoleAssignment, RoleAssignmentId, Scope};
+
 use crate::{
-    AppliedRecord, Begun, OperationBegin, Purged, SagaSummary, Store, StoreError, StoreOptions,
+    AppliedRecord, AssignmentWrite, AuditQuery, Begun, OperationBegin, Purged, RoleAssignmentQuery,
+    SagaSummary, Store, StoreError, StoreOptions,
 };
 
+mod authz;
 mod linker;
 mod saga;
 
@@ -157,6 +161,63 @@ impl Store for SqliteStore {
 
     async fn purge_finished(&self, older_than: Duration) -> Result<Purged, StoreError> {
         crate::timed(self.timeout, saga::purge(&self.writer, older_than)).await
+    }
+
+    async fn role_assignment_create(
+        &self,
+        assignment: &RoleAssignment,
+    ) -> Result<AssignmentWrite, StoreError> {
+        crate::timed(
+            self.timeout,
+            authz::assignment_create(&self.writer, assignment),
+        )
+        .await
+    }
+
+    async fn role_assignment_get(
+        &self,
+        id: RoleAssignmentId,
+    ) -> Result<Option<RoleAssignment>, StoreError> {
+        crate::timed(self.timeout, authz::assignment_get(&self.reader, id)).await
+    }
+
+    async fn role_assignment_delete(
+        &self,
+        scope: &Scope,
+        id: RoleAssignmentId,
+    ) -> Result<Option<RoleAssignment>, StoreError> {
+        crate::timed(
+            self.timeout,
+            authz::assignment_delete(&self.writer, scope, id),
+        )
+        .await
+    }
+
+    async fn role_assignments_list(
+        &self,
+        query: &RoleAssignmentQuery,
+    ) -> Result<Vec<RoleAssignment>, StoreError> {
+        crate::timed(self.timeout, authz::assignments_list(&self.reader, query)).await
+    }
+
+    async fn audit_append(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        crate::timed(self.timeout, authz::audit_append(&self.writer, record)).await
+    }
+
+    async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        crate::timed(self.timeout, authz::audit_page(&self.reader, query)).await
+    }
+
+    async fn audit_purge(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        max_rows: u32,
+    ) -> Result<u64, StoreError> {
+        crate::timed(
+            self.timeout,
+            authz::audit_purge(&self.writer, before, max_rows),
+        )
+        .await
     }
 }
 
