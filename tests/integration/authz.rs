@@ -130,8 +130,8 @@ async fn tokens_are_verified_against_the_issuers_published_keys() {
     );
     let (status, _, _) = get(&definitions, Some(&owner)).await;
     assert_eq!(status, 200);
-    // The legacy static token means nothing in JWT mode.
-    let (status, _, _) = get(&definitions, Some(&env.token)).await;
+    // A bearer token that is not a JWT is refused.
+    let (status, _, _) = get(&definitions, Some("test-0123456789abcdef")).await;
     assert_eq!(status, 401);
 
     let expired = mint(

@@ -240,7 +240,10 @@ async fn three_replicas_share_the_work_through_a_crash() {
         let status = api
             .call_url("GET", &format!("{}{path_and_query}", api.base()), None)
             .await;
-        let state = status.body["status"].as_str().unwrap().to_string();
+        let state = status.body["status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", status.text))
+            .to_string();
         assert!(
             matches!(state.as_str(), "Succeeded" | "Failed" | "Canceled"),
             "{}",

@@ -3,6 +3,7 @@
 //! replace, delete.
 
 use serde_json::json;
+use tether_mock_azure::demo;
 use tether_test_utils::{Backend, openapi::API_VERSIONS};
 
 use crate::support::{
@@ -55,7 +56,7 @@ async fn a_connection_is_created_used_changed_and_removed(backend: Backend) {
             got.body["properties"]["authInfo"],
             json!({"authType": "secret", "name": "appuser", "secretInfo": {"secretType": "rawValue"}})
         );
-        assert_eq!(got.body["systemData"]["createdBy"], "tester@example.com");
+        assert_eq!(got.body["systemData"]["createdBy"], demo::CLIENT_ID);
 
         // The backend: the exact connection string, and a rule per outbound address.
         let settings = env.mock.app_settings(WEB_APP_ID).await;

@@ -20,3 +20,4 @@ mod restart;
 mod rollback;
 mod sdk;
 mod support;
+mod upgrade;

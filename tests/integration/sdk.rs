@@ -58,8 +58,7 @@ async fn sdk_lifecycle(sdk: &str, api_version: &str, backend: Backend) {
     let python = venv(sdk).await;
     let env = env(backend).await;
     let replica = env.spawn().await;
-    // The token is random hex: a run id unique across runs and concurrent tests.
-    let run_id = env.token.trim_start_matches("test-")[..10].to_string();
+    let run_id = run_id();
     let log = log_path(sdk, &run_id);
     let args = [
         replica.url.clone(),
@@ -101,7 +100,7 @@ async fn sdk_sample(sdk: &str, api_version: &str, backend: Backend) {
         .unwrap_or_else(rand::random);
     println!("sample seed {seed} (replay with TETHER_SAMPLE_SEED={seed})");
     let cases = sample(&env, api_version, seed).await;
-    let run_id = env.token.trim_start_matches("test-")[..10].to_string();
+    let run_id = run_id();
     let cases_path = log_path(sdk, &format!("{run_id}-cases"));
     std::fs::write(&cases_path, serde_json::to_vec_pretty(&cases).unwrap()).unwrap();
     let start = comparable(env.mock.state().await);
@@ -165,6 +164,12 @@ async fn sample(env: &TestEnv, api_version: &str, seed: u64) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// A run id unique across runs and concurrent tests (lower-case: the mock lower-cases host
+/// names built from it, as Azure does).
+fn run_id() -> String {
+    format!("{:010x}", rand::random::<u64>() & 0xff_ffff_ffff)
 }
 
 /// Where a script's exchange log (or its input) goes.

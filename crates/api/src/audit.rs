@@ -50,9 +50,7 @@ pub(crate) async fn refusal(
     path: &str,
     error: &Error,
 ) {
-    let Some(security) = &state.config.security else {
-        return;
-    };
+    let security = &state.config.security;
     if state.refusal_budget.check().is_err() {
         metrics::counter!("tether_audit_refusals_dropped_total").increment(1);
         return;
@@ -129,9 +127,7 @@ pub(crate) async fn outcome(
     subject: Subject<'_>,
     ended: Ended,
 ) {
-    let Some(security) = &state.config.security else {
-        return;
-    };
+    let security = &state.config.security;
     let (correlation, request) = ids(request);
     let mut entry = AuditEntry::new(Some(who), subject.action, ended.outcome, ended.status)
         .scope(subject.scope)

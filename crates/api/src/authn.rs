@@ -1,14 +1,12 @@
 //! Authentication of every request but the public ones (health, readiness, metrics, OpenAPI
-//! documents): with JWT authentication configured ([`crate::ApiConfig::security`]), the
-//! middleware verifies the bearer token and hands the handlers a [`Principal`] in the
-//! request's extensions, or answers ARM's `401` with a `WWW-Authenticate` challenge. Without
-//! it, the legacy static token is checked by the handlers ([`ApiState::caller`]).
+//! documents): the middleware verifies the bearer JWT and hands the handlers a [`Principal`]
+//! in the request's extensions, or answers ARM's `401` with a `WWW-Authenticate` challenge.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tether_app::Caller;
@@ -17,15 +15,13 @@ use tether_model::{Error, ErrorKind};
 
 use crate::{ApiError, ApiState};
 
-/// Middleware: authenticates the request (JWT mode only).
+/// Middleware: authenticates the request.
 pub(crate) async fn middleware(
     State(state): State<Arc<ApiState>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(security) = state.config.security.clone() else {
-        return next.run(request).await;
-    };
+    let security = state.config.security.clone();
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -75,46 +71,31 @@ fn not_authenticated() -> Error {
 }
 
 impl ApiState {
-    /// The verified principal of a request (JWT mode; the middleware put it there).
+    /// The verified principal of a request (the middleware put it there).
     pub(crate) fn principal<'a>(&self, parts: &'a Parts) -> Result<&'a Principal, Error> {
-        if self.config.security.is_none() {
-            return Err(Error::new(
-                ErrorKind::NotImplemented,
-                "NotImplemented",
-                "this operation needs JWT authentication (configure auth.issuers)",
-            ));
-        }
         parts
             .extensions
             .get::<Principal>()
             .ok_or_else(not_authenticated)
     }
 
-    /// Who made a request, for `systemData`: the verified principal in JWT mode, else the
-    /// holder of the legacy static token (checked here, in constant time).
+    /// Who made a request, for `systemData`.
     pub(crate) fn caller(&self, parts: &Parts) -> Result<Caller, Error> {
-        if self.config.security.is_some() {
-            return parts
-                .extensions
-                .get::<Principal>()
-                .map(Principal::caller)
-                .ok_or_else(not_authenticated);
-        }
-        self.authenticate(&parts.headers)
+        self.principal(parts).map(Principal::caller)
     }
 
-    /// Guards an operator endpoint: in JWT mode the principal needs `action` at `/` (the
-    /// Tether Operator role, or Owner/Contributor at the root); otherwise the static token.
+    /// Guards an operator endpoint: the principal needs `action` at `/` (the Tether Operator
+    /// role, or Owner/Contributor at the root).
     pub(crate) async fn operator(
         &self,
-        headers: &HeaderMap,
         principal: Option<&Principal>,
         action: &str,
     ) -> Result<(), Error> {
-        match (&self.config.security, principal) {
-            (Some(security), Some(who)) => security.authorizer.require_operator(who, action).await,
-            (Some(_), None) => Err(not_authenticated()),
-            (None, _) => self.authenticate(headers).map(drop),
-        }
+        let who = principal.ok_or_else(not_authenticated)?;
+        self.config
+            .security
+            .authorizer
+            .require_operator(who, action)
+            .await
     }
 }

@@ -197,11 +197,7 @@ async fn serve(
     query: AuthzQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let security = state
-        .config
-        .security
-        .clone()
-        .ok_or_else(|| Error::internal("authorization without security", std::fmt::Error))?;
+    let security = state.config.security.clone();
     let authorizer = &security.authorizer;
     match (&parts.method, route) {
         (&Method::GET, AuthzRoute::Definitions(scope)) => {

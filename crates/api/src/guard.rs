@@ -2,12 +2,11 @@
 //! couple of lines: [`ApiState::authorize`] before doing anything (with every resource the
 //! request names besides the one it addresses), [`ApiState::permissions`] to filter a list,
 //! [`ApiState::authorize_or_hide`] where a refusal must look like absence (operation
-//! statuses), and [`ApiState::audit`] with the handler's result. In legacy static-token mode
-//! (no issuers configured) they allow everything and record nothing.
+//! statuses), and [`ApiState::audit`] with the handler's result.
 
 use axum::http::request::Parts;
 use axum::response::Response;
-use tether_app::auth::{Permissions, Principal};
+use tether_app::auth::Permissions;
 use tether_model::Error;
 use tether_model::authz::Scope;
 use tether_model::ids::{LinkerRef, OperationId, ResourceId};
@@ -16,32 +15,11 @@ use crate::audit::{Ended, Subject, outcome};
 use crate::{ApiError, ApiState};
 
 /// The scope a linker's actions are checked over: its own id (below its source).
-// TODO-security: called by every linker handler once wired (with the connection-model rewrite).
-#[allow(
-    dead_code,
-    reason = "wired into the linker handlers after the connection-model rewrite"
-)]
 pub(crate) fn linker_scope(at: &LinkerRef) -> Result<Scope, Error> {
     Scope::parse(&at.resource_id())
 }
 
-// TODO-security: wire into the linker handlers with the connection-model rewrite (see
-// docs/security.md#actions-checked); tested below.
-#[allow(
-    dead_code,
-    reason = "wired into the linker handlers after the connection-model rewrite"
-)]
 impl ApiState {
-    fn security_and_principal<'a>(
-        &'a self,
-        parts: &'a Parts,
-    ) -> Result<Option<(&'a tether_app::auth::Security, &'a Principal)>, Error> {
-        match &self.config.security {
-            None => Ok(None),
-            Some(security) => Ok(Some((security, self.principal(parts)?))),
-        }
-    }
-
     /// `Ok` when the caller may perform `action` over `scope` and write each of `named`
     /// (a linker's target, key vault, identity, configuration store); else `403
     /// AuthorizationFailed` naming what is missing.
@@ -52,15 +30,12 @@ impl ApiState {
         scope: &Scope,
         named: &[ResourceId],
     ) -> Result<(), Error> {
-        match self.security_and_principal(parts)? {
-            None => Ok(()),
-            Some((security, who)) => {
-                security
-                    .authorizer
-                    .require_with_named(who, action, scope, named)
-                    .await
-            }
-        }
+        let who = self.principal(parts)?;
+        self.config
+            .security
+            .authorizer
+            .require_with_named(who, action, scope, named)
+            .await
     }
 
     /// Like [`Self::authorize`], but a refusal is answered with `hidden()` (a `404`), so the
@@ -78,41 +53,42 @@ impl ApiState {
         }
     }
 
-    /// The caller's permissions, to show only what it may read in a list; `None` in legacy
-    /// mode (everything is visible).
-    pub(crate) async fn permissions(&self, parts: &Parts) -> Result<Option<Permissions>, Error> {
-        match self.security_and_principal(parts)? {
-            None => Ok(None),
-            Some((security, who)) => Ok(Some(security.authorizer.permissions(who).await?)),
-        }
+    /// The caller's permissions, to show only what it may read in a list.
+    pub(crate) async fn permissions(&self, parts: &Parts) -> Result<Permissions, Error> {
+        let who = self.principal(parts)?;
+        self.config.security.authorizer.permissions(who).await
     }
 
     /// Records a handled request in the audit trail: writes always, reads only when refused.
-    pub(crate) async fn audit(
-        &self,
-        parts: &Parts,
-        action: &str,
-        scope: &str,
-        target: Option<&str>,
+    /// (The result is read at once, so the returned future does not hold it: a response body
+    /// is not `Sync`.)
+    pub(crate) fn audit<'a>(
+        &'a self,
+        parts: &'a Parts,
+        action: &'a str,
+        scope: &'a str,
+        target: Option<&'a str>,
         operation: Option<OperationId>,
         result: &Result<Response, ApiError>,
-    ) {
-        let Ok(Some((_, who))) = self.security_and_principal(parts) else {
-            return;
-        };
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
         let ended = Ended::of(result);
-        let write = !matches!(
-            parts.method,
-            axum::http::Method::GET | axum::http::Method::HEAD
-        );
-        if write || ended.is_refusal() {
-            let subject = Subject {
-                action,
-                scope,
-                target,
-                operation,
+        async move {
+            let Ok(who) = self.principal(parts) else {
+                return;
             };
-            outcome(self, parts.extensions.get(), who, subject, ended).await;
+            let write = !matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
+            if write || ended.is_refusal() {
+                let subject = Subject {
+                    action,
+                    scope,
+                    target,
+                    operation,
+                };
+                outcome(self, parts.extensions.get(), who, subject, ended).await;
+            }
         }
     }
 }
@@ -126,7 +102,7 @@ mod tests {
     use tether_app::auth::testing::{MemoryKeySource, TestIssuer};
     use tether_app::auth::{
         AuditLog, AuditQuery, AuthSettings, Authenticator, Authorizer, AuthorizerSettings,
-        PrincipalKind, Security, roles,
+        Principal, PrincipalKind, Security, roles,
     };
 
     use tether_model::ErrorKind;
@@ -140,29 +116,25 @@ mod tests {
     const SUB: &str = "/subscriptions/11111111-2222-3333-4444-555555555555";
     const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 
-    async fn state(security: bool) -> (ApiState, TestDb) {
+    async fn state() -> (ApiState, TestDb) {
         let db = TestDb::sqlite().unwrap();
         let store = tether_store::connect(&db.url, &tether_store::StoreOptions::default())
             .await
             .unwrap();
         let app = tether_app::testing::offline_app(store.clone());
-        let security = security.then(|| {
-            Arc::new(Security {
-                authenticator: Authenticator::new(
-                    AuthSettings::default(),
-                    Arc::new(MemoryKeySource::default()),
-                ),
-                authorizer: Authorizer::new(store.clone(), AuthorizerSettings::default()),
-                audit: AuditLog::new(store, Duration::from_secs(3600)),
-            })
+        let security = Arc::new(Security {
+            authenticator: Authenticator::new(
+                AuthSettings::default(),
+                Arc::new(MemoryKeySource::default()),
+            ),
+            authorizer: Authorizer::new(store.clone(), AuthorizerSettings::default()),
+            audit: AuditLog::new(store, Duration::from_secs(3600)),
         });
         let config = ApiConfig {
             base_url: BaseUrl::Fixed("https://tether.example".into()),
             limits: HttpLimits::default(),
             location: "local".into(),
             retry_after: 1,
-            token: None,
-            principal: "x".into(),
             metrics: Arc::new(String::new),
             security,
             throttle: None,
@@ -212,8 +184,8 @@ mod tests {
 
     #[tokio::test]
     async fn handlers_authorize_filter_hide_and_audit_through_the_state() {
-        let (state, _db) = state(true).await;
-        let security = state.config.security.clone().unwrap();
+        let (state, _db) = state().await;
+        let security = state.config.security.clone();
         security
             .authorizer
             .bootstrap_owner(
@@ -243,10 +215,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(hidden.code(), "OperationNotFound");
-        let permissions = state.permissions(&put).await.unwrap().unwrap();
+        let permissions = state.permissions(&put).await.unwrap();
         assert!(permissions.allows(write, &scope));
         assert!(!permissions.allows(write, &other));
-        // No principal in JWT mode: 401, never a pass.
+        // No principal: 401, never a pass.
         let anonymous = parts(Method::PUT, None);
         assert_eq!(
             state
@@ -309,19 +281,5 @@ mod tests {
                     && r.action == write
                     && r.outcome != AuditOutcome::Failed)
         );
-    }
-
-    #[tokio::test]
-    async fn legacy_mode_allows_everything_and_records_nothing() {
-        let (state, _db) = state(false).await;
-        let put = parts(Method::PUT, None);
-        let scope = linker_scope(&linker("app")).unwrap();
-        assert!(
-            state
-                .authorize(&put, roles::actions::LINKERS_WRITE, &scope, &[])
-                .await
-                .is_ok()
-        );
-        assert!(state.permissions(&put).await.unwrap().is_none());
     }
 }

@@ -8,14 +8,17 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tether_app::Caller;
-use tether_model::ids::{LinkerRef, OperationId, PROVIDER_NAMESPACE};
+use tether_app::auth::roles::actions;
+use tether_app::{Caller, NamedResources};
+use tether_model::authz::Scope;
+use tether_model::ids::{LinkerRef, OperationId, PROVIDER_NAMESPACE, ResourceId};
 use tether_model::linker::LinkerProperties;
 use tether_model::operation::{Operation, OperationKind, OperationState};
 use tether_model::{ApiVersion, Error, ErrorKind};
 
 use crate::ApiState;
 use crate::error::ApiError;
+use crate::guard::linker_scope;
 use crate::render::{self, empty_response, json_response};
 use crate::routes::{self, Action, Query, Route};
 
@@ -50,14 +53,29 @@ async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response,
     match (method, route) {
         (Method::GET, Route::Operations) => Ok(json_response(StatusCode::OK, &render::operations())),
         (Method::GET, Route::Linkers(scope)) => cx.list(&scope, parts, &query).await,
-        (Method::GET, Route::Linker(at)) => cx.get(&at).await,
-        (Method::PUT, Route::Linker(at)) => cx.put(at, read_body(parts, body).await?, &caller).await,
-        (Method::PATCH, Route::Linker(at)) => cx.patch(at, read_body(parts, body).await?, &caller).await,
-        (Method::DELETE, Route::Linker(at)) => cx.delete(at).await,
-        (Method::POST, Route::LinkerAction(at, Action::Validate)) => cx.validate(&at).await,
-        (Method::POST, Route::LinkerAction(at, Action::ListConfigurations)) => cx.configurations(&at).await,
-        (Method::GET, Route::OperationStatus { subscription, id }) => cx.status(&subscription, id).await,
-        (Method::GET, Route::OperationResult { subscription, id }) => cx.result(&subscription, id).await,
+        (Method::GET, Route::Linker(at)) => {
+            cx.guarded(parts, actions::LINKERS_READ, &at, async { Ok(cx.get(&at).await?.into()) }).await
+        }
+        (Method::PUT, Route::Linker(at)) => {
+            let body = read_body(parts, body).await?;
+            cx.guarded(parts, actions::LINKERS_WRITE, &at, cx.put(&at, body, &caller, parts)).await
+        }
+        (Method::PATCH, Route::Linker(at)) => {
+            let body = read_body(parts, body).await?;
+            cx.guarded(parts, actions::LINKERS_WRITE, &at, cx.patch(&at, body, &caller, parts)).await
+        }
+        (Method::DELETE, Route::Linker(at)) => {
+            cx.guarded(parts, actions::LINKERS_DELETE, &at, cx.delete(&at)).await
+        }
+        (Method::POST, Route::LinkerAction(at, Action::Validate)) => {
+            cx.guarded(parts, actions::LINKERS_VALIDATE, &at, cx.validate(&at)).await
+        }
+        (Method::POST, Route::LinkerAction(at, Action::ListConfigurations)) => {
+            let action = actions::LINKERS_LIST_CONFIGURATIONS;
+            cx.guarded(parts, action, &at, async { Ok(cx.configurations(&at).await?.into()) }).await
+        }
+        (Method::GET, Route::OperationStatus { subscription, id }) => cx.status(&subscription, id, parts).await,
+        (Method::GET, Route::OperationResult { subscription, id }) => cx.result(&subscription, id, parts).await,
         (_, Route::Unsupported(what)) => Err(Error::new(
             ErrorKind::NotImplemented,
             "NotImplemented",
@@ -196,6 +214,55 @@ fn url_header(url: &str) -> Result<HeaderValue, Error> {
         .map_err(|e| Error::internal("an operation URL is not a valid header value", e))
 }
 
+/// A handled linker request, with what its audit record names.
+struct Done {
+    response: Response,
+    /// The resource the change connects to (a target id or endpoint).
+    target: Option<String>,
+    /// The operation it started.
+    operation: Option<OperationId>,
+}
+
+impl From<Response> for Done {
+    fn from(response: Response) -> Self {
+        Done {
+            response,
+            target: None,
+            operation: None,
+        }
+    }
+}
+
+/// The caller's right to use what a linker's spec names besides its source (the target, the
+/// secret store, the identity): `action` must cover each of them too.
+struct NamedCheck<'a> {
+    state: &'a ApiState,
+    parts: &'a Parts,
+    action: &'static str,
+    scope: Scope,
+}
+
+#[async_trait::async_trait]
+impl NamedResources for NamedCheck<'_> {
+    async fn allow(&self, named: &[ResourceId]) -> Result<(), Error> {
+        self.state
+            .authorize(self.parts, self.action, &self.scope, named)
+            .await
+    }
+}
+
+/// What a linker connects to, for its audit record.
+fn target_of(linker: &tether_model::linker::Linker) -> Option<String> {
+    use tether_model::linker::TargetService;
+    match linker.properties.target_service.as_ref()? {
+        TargetService::AzureResource(r) => r.id.clone(),
+        TargetService::ConfluentBootstrapServer(e)
+        | TargetService::ConfluentSchemaRegistry(e)
+        | TargetService::SelfHostedServer(e) => e.endpoint.clone(),
+        _ => None,
+    }
+}
+
 /// What every handler needs.
 struct Cx<'a> {
     state: &'a ApiState,
@@ -204,6 +271,34 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// Runs a linker request: checks that the caller may perform `action` on the linker
+    /// before anything is read (so a refusal reveals nothing), runs `handle`, and records the
+    /// request in the audit trail.
+    async fn guarded(
+        &self,
+        parts: &Parts,
+        action: &'static str,
+        at: &LinkerRef,
+        handle: impl std::future::Future<Output = Result<Done, ApiError>> + Send,
+    ) -> Result<Response, ApiError> {
+        let done = async {
+            self.state
+                .authorize(parts, action, &linker_scope(at)?, &[])
+                .await?;
+            handle.await
+        }
+        .await;
+        let (result, target, operation) = match done {
+            Ok(d) => (Ok(d.response), d.target, d.operation),
+            Err(e) => (Err(e), None, None),
+        };
+        let scope = at.resource_id();
+        self.state
+            .audit(parts, action, &scope, target.as_deref(), operation, &result)
+            .await;
+        result
+    }
+
     fn operation_path(&self, subscription: &str, kind: &str, id: OperationId) -> String {
         format!(
             "/subscriptions/{subscription}/providers/{PROVIDER_NAMESPACE}/locations/{}/{kind}/{id}",
@@ -278,9 +373,14 @@ impl Cx<'_> {
         query: &Query,
     ) -> Result<Response, ApiError> {
         let app = &self.state.app;
-        let page = app
+        let permissions = self.state.permissions(parts).await?;
+        let mut page = app
             .linkers_list(scope, query.skip_token.as_deref(), query.top)
             .await?;
+        // Only what the caller may read (the next link still continues after the page).
+        page.linkers.retain(|l| {
+            linker_scope(&l.at).is_ok_and(|s| permissions.allows(actions::LINKERS_READ, &s))
+        });
         // A page ends early rather than grow past the byte cap (but never empty): the next
         // link then continues after the last linker it holds.
         let cap = self.state.config.limits.page_bytes;
@@ -315,46 +415,93 @@ impl Cx<'_> {
         Ok(json_response(StatusCode::OK, &body))
     }
 
-    async fn put(&self, at: LinkerRef, body: Value, caller: &Caller) -> Result<Response, ApiError> {
+    /// The check of what a write's spec names, over the linker's scope.
+    fn named_check<'a>(
+        &'a self,
+        parts: &'a Parts,
+        at: &LinkerRef,
+    ) -> Result<NamedCheck<'a>, Error> {
+        Ok(NamedCheck {
+            state: self.state,
+            parts,
+            action: actions::LINKERS_WRITE,
+            scope: linker_scope(at)?,
+        })
+    }
+
+    /// The answer to an accepted write, for its audit record too.
+    fn written(&self, status: StatusCode, accepted: &tether_app::Accepted) -> Result<Done, Error> {
+        Ok(Done {
+            response: self.accepted(status, accepted)?,
+            target: target_of(&accepted.linker),
+            operation: Some(accepted.operation),
+        })
+    }
+
+    async fn put(
+        &self,
+        at: &LinkerRef,
+        body: Value,
+        caller: &Caller,
+        parts: &Parts,
+    ) -> Result<Done, ApiError> {
         let properties = properties_of(body, true)?;
         self.version.check_request(&properties)?;
         let properties = LinkerProperties::from_json(properties)?;
-        let accepted = self.state.app.linker_put(at, properties, caller).await?;
+        let named = self.named_check(parts, at)?;
+        let accepted = self
+            .state
+            .app
+            .linker_put(at.clone(), properties, caller, &named)
+            .await?;
         let status = if accepted.created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
-        Ok(self.accepted(status, &accepted)?)
+        Ok(self.written(status, &accepted)?)
     }
 
     async fn patch(
         &self,
-        at: LinkerRef,
+        at: &LinkerRef,
         body: Value,
         caller: &Caller,
-    ) -> Result<Response, ApiError> {
+        parts: &Parts,
+    ) -> Result<Done, ApiError> {
         let patch = properties_of(body, false)?;
         self.version.check_request(&patch)?;
-        let accepted = self.state.app.linker_patch(at, &patch, caller).await?;
+        let named = self.named_check(parts, at)?;
+        let accepted = self
+            .state
+            .app
+            .linker_patch(at.clone(), &patch, caller, &named)
+            .await?;
         // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
-        Ok(self.accepted(StatusCode::CREATED, &accepted)?)
+        Ok(self.written(StatusCode::CREATED, &accepted)?)
     }
 
-    async fn delete(&self, at: LinkerRef) -> Result<Response, ApiError> {
+    async fn delete(&self, at: &LinkerRef) -> Result<Done, ApiError> {
         let Some(operation) = self.state.app.linker_delete(at.clone()).await? else {
-            return Ok(empty_response(StatusCode::NO_CONTENT));
+            return Ok(empty_response(StatusCode::NO_CONTENT).into());
         };
-        let mut response = empty_response(StatusCode::ACCEPTED);
-        self.poll_headers(response.headers_mut(), &at, operation, true)?;
-        Ok(response)
+        self.started(at, operation)
     }
 
-    async fn validate(&self, at: &LinkerRef) -> Result<Response, ApiError> {
+    async fn validate(&self, at: &LinkerRef) -> Result<Done, ApiError> {
         let operation = self.state.app.linker_validate(at).await?;
+        self.started(at, operation)
+    }
+
+    /// `202` with the polling headers of an operation an action started.
+    fn started(&self, at: &LinkerRef, operation: OperationId) -> Result<Done, ApiError> {
         let mut response = empty_response(StatusCode::ACCEPTED);
         self.poll_headers(response.headers_mut(), at, operation, true)?;
-        Ok(response)
+        Ok(Done {
+            response,
+            target: None,
+            operation: Some(operation),
+        })
     }
 
     async fn configurations(&self, at: &LinkerRef) -> Result<Response, ApiError> {
@@ -369,34 +516,42 @@ impl Cx<'_> {
         ))
     }
 
-    /// An operation of this subscription; unknown or foreign ids are the same 404.
+    /// An operation of this subscription that the caller may read; unknown, foreign and
+    /// forbidden ids are the same 404.
     async fn operation(
         &self,
         subscription: &str,
         id: Option<OperationId>,
+        parts: &Parts,
     ) -> Result<Operation, ApiError> {
+        let not_found = || {
+            Error::new(
+                ErrorKind::NotFound,
+                "OperationNotFound",
+                "the operation was not found",
+            )
+        };
         let found = match id {
             Some(id) => self.state.app.operation_get(id).await?,
             None => None,
         };
-        found
+        let op = found
             .filter(|op| op.subscription == subscription)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    "OperationNotFound",
-                    "the operation was not found",
-                )
-                .into()
-            })
+            .ok_or_else(not_found)?;
+        let scope = Scope::parse(&op.resource_id).map_err(|_| not_found())?;
+        self.state
+            .authorize_or_hide(parts, actions::OPERATION_STATUSES_READ, &scope, not_found)
+            .await?;
+        Ok(op)
     }
 
     async fn status(
         &self,
         subscription: &str,
         id: Option<OperationId>,
+        parts: &Parts,
     ) -> Result<Response, ApiError> {
-        let op = self.operation(subscription, id).await?;
+        let op = self.operation(subscription, id, parts).await?;
         let path = self.operation_path(subscription, "operationStatuses", op.id);
         let mut response = json_response(StatusCode::OK, &render::operation_status(&op, &path));
         if !op.status.is_terminal() {
@@ -414,8 +569,9 @@ impl Cx<'_> {
         &self,
         subscription: &str,
         id: Option<OperationId>,
+        parts: &Parts,
     ) -> Result<Response, ApiError> {
-        let op = self.operation(subscription, id).await?;
+        let op = self.operation(subscription, id, parts).await?;
         match op.status {
             OperationState::InProgress => {
                 let mut response = empty_response(StatusCode::ACCEPTED);

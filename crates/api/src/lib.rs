@@ -15,10 +15,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use secrecy::{ExposeSecret, SecretString};
+
 use serde_json::json;
+use tether_app::App;
 use tether_app::auth::Security;
-use tether_app::{App, Caller};
 use tether_model::{Error, ErrorKind};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -138,17 +138,10 @@ pub struct ApiConfig {
     pub location: String,
     /// `Retry-After` seconds on long-running operations.
     pub retry_after: u32,
-    /// The legacy static bearer token, checked only when `security` is `None`.
-    // TODO-security: remove with the static token once every caller (tether dev, the
-    // end-to-end harness) authenticates with JWTs.
-    pub token: Option<SecretString>,
-    /// The identity recorded in `systemData` for callers of that token.
-    pub principal: String,
     /// Renders the process's metrics in the Prometheus text format (`GET /metrics`).
     pub metrics: MetricsRender,
-    /// JWT authentication, role-based authorization and the audit trail. `None` keeps the
-    /// legacy static token (`token`) and serves no role assignments.
-    pub security: Option<Arc<Security>>,
+    /// JWT authentication, role-based authorization and the audit trail.
+    pub security: Arc<Security>,
     /// Throttling budgets per principal and subscription; `None`: no throttling.
     pub throttle: Option<ThrottleSettings>,
     /// Most refusals made before any handler (bad tokens, throttling) written to the audit
@@ -167,49 +160,6 @@ pub struct ApiState {
     refusal_budget: governor::DefaultDirectRateLimiter,
     /// When the database last answered a readiness probe.
     ready_at: std::sync::Mutex<Option<Instant>>,
-}
-
-impl ApiState {
-    /// Checks the bearer token (in constant time) and says who the caller is.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Error> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(Error::new(
-                ErrorKind::Unauthenticated,
-                "AuthenticationFailed",
-                "Authentication failed. The 'Authorization' header is missing.",
-            ));
-        };
-        let presented = value.to_str().ok().and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then_some(token.trim())
-        });
-        let expected = match &self.config.token {
-            Some(token) => token.expose_secret().as_bytes(),
-            None => &[][..],
-        };
-        match presented {
-            Some(_) if expected.is_empty() => Err(Error::new(
-                ErrorKind::Unauthenticated,
-                "InvalidAuthenticationToken",
-                "The access token is invalid.",
-            )),
-            Some(token) if constant_time_eq(token.as_bytes(), expected) => Ok(Caller {
-                name: self.config.principal.clone(),
-                kind: "User".into(),
-            }),
-            _ => Err(Error::new(
-                ErrorKind::Unauthenticated,
-                "InvalidAuthenticationToken",
-                "The access token is invalid.",
-            )),
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The whole HTTP surface, with the limits of [`harden`].

@@ -36,6 +36,25 @@ pub struct Accepted {
     pub created: bool,
 }
 
+/// Decides whether the caller may use the resources a connection names besides its source —
+/// its target, its secret store, its user-assigned identity — once the request's spec is
+/// known (the API's authorization; the source itself is checked before the request is read).
+#[async_trait::async_trait]
+pub trait NamedResources: Send + Sync {
+    /// `Ok` when the caller may use every one of `named`.
+    async fn allow(&self, named: &[ResourceId]) -> Result<(), Error>;
+}
+
+/// Allows every resource (the static-token mode, and tests).
+pub struct AllowAll;
+
+#[async_trait::async_trait]
+impl NamedResources for AllowAll {
+    async fn allow(&self, _named: &[ResourceId]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 /// One page of a list.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -115,10 +134,14 @@ impl App {
         at: LinkerRef,
         props: LinkerProperties,
         caller: &Caller,
+        named: &dyn NamedResources,
     ) -> Result<Accepted, Error> {
         for _ in 0..RACE_ATTEMPTS {
             let existing = self.store.linker_get(&at).await?;
-            if let Some(accepted) = self.write(&at, existing, props.clone(), caller).await? {
+            if let Some(accepted) = self
+                .write(&at, existing, props.clone(), caller, named)
+                .await?
+            {
                 return Ok(accepted);
             }
         }
@@ -132,6 +155,7 @@ impl App {
         at: LinkerRef,
         patch: &Value,
         caller: &Caller,
+        named: &dyn NamedResources,
     ) -> Result<Accepted, Error> {
         for _ in 0..RACE_ATTEMPTS {
             let existing = self.linker_get(&at).await?;
@@ -139,7 +163,10 @@ impl App {
                 .map_err(|e| Error::internal("linker properties do not serialize", e))?;
             tether_model::merge::merge_patch(&mut merged, patch);
             let props = LinkerProperties::from_json(merged)?;
-            if let Some(accepted) = self.write(&at, Some(existing), props, caller).await? {
+            if let Some(accepted) = self
+                .write(&at, Some(existing), props, caller, named)
+                .await?
+            {
                 return Ok(accepted);
             }
         }
@@ -201,6 +228,13 @@ impl App {
         at: &LinkerRef,
     ) -> Result<Vec<configuration::Entry>, Error> {
         let linker = self.linker_get(at).await?;
+        if linker.spec.is_none() {
+            // A first-release linker lists what that release listed.
+            return self
+                .ctx
+                .v1_configurations(linker.id, &legacy_spec(&linker)?)
+                .await;
+        }
         let spec = stored_spec(&linker)?;
         let kind = spec.kind()?;
         let call = Call::correlated(linker.id);
@@ -313,6 +347,48 @@ impl App {
         Ok(id)
     }
 
+    /// The resources a spec names besides its source: the target (an Azure resource), the
+    /// secret store, and the user-assigned identity the connection attaches (found by its
+    /// client id; `400` naming `authInfo.clientId` when there is none).
+    async fn named_resources(&self, spec: &ConnectionSpec) -> Result<Vec<ResourceId>, Error> {
+        let mut named: Vec<ResourceId> = spec.target.arm().into_iter().cloned().collect();
+        named.extend(spec.secret_store.iter().map(|s| s.vault.clone()));
+        if let Auth::UserIdentity {
+            client_id,
+            subscription,
+            options,
+        } = &spec.auth
+        {
+            if !options.opt_out {
+                let found = self
+                    .ctx
+                    .adapters
+                    .identities
+                    .find(
+                        &Call::correlated("identity-lookup"),
+                        subscription,
+                        client_id,
+                    )
+                    .await
+                    .map_err(|e| {
+                        Error::unavailable("looking up the user-assigned identity failed", e)
+                    })?;
+                let identity = found.ok_or_else(|| {
+                    Error::invalid(
+                        "InvalidParameter",
+                        format!(
+                            "no user-assigned identity with client id '{}' in subscription '{subscription}'",
+                            tether_model::error::quoted(client_id)
+                        ),
+                    )
+                    .with_target("properties.authInfo.clientId")
+                })?;
+                named.push(identity.id);
+            }
+        }
+        Ok(named)
+    }
+
     /// An operation by id, if it exists.
     pub async fn operation_get(&self, id: OperationId) -> Result<Option<Operation>, Error> {
         Ok(self.store.operation_get(id).await?)
@@ -327,6 +403,7 @@ impl App {
         existing: Option<Linker>,
         mut props: LinkerProperties,
         caller: &Caller,
+        named: &dyn NamedResources,
     ) -> Result<Option<Accepted>, Error> {
         props.provisioning_state = None;
         let new_secret = props.take_secret();
@@ -380,6 +457,7 @@ impl App {
             naming: naming.clone(),
             database_users: self.ctx.adapters.database_users,
         })?;
+        named.allow(&self.named_resources(&after).await?).await?;
         let keys = after.written_keys();
         let stored = serde_json::to_value(&after)
             .map_err(|e| Error::internal("a spec does not serialize", e))?;

@@ -150,19 +150,11 @@ impl DatabaseConfig {
     }
 }
 
-/// `[auth]`: JWT authentication (`issuers`, `audiences`, ...) or, without issuers, the
-/// legacy static `token`.
+/// `[auth]`: JWT authentication (`issuers`, `audiences`, ...).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Legacy: the one bearer token callers present, used only when `issuers` is empty.
-    // TODO-security: remove once `tether dev` and the end-to-end harness use JWTs.
-    #[serde(default, serialize_with = "expose_opt")]
-    pub token: Option<SecretString>,
-    /// Legacy: the identity recorded in `systemData` for that token's callers.
-    #[serde(default = "default_principal")]
-    pub principal: String,
-    /// The token issuers trusted (JWT authentication is on when this is not empty).
+    /// The token issuers trusted (at least one).
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
     /// Accepted `aud` values (exact match).
@@ -203,13 +195,11 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    /// Legacy static-token authentication.
-    pub fn with_token(token: SecretString, principal: impl Into<String>) -> Self {
+    /// Trusting `issuers` for tokens of `audiences`, every other setting at its default.
+    pub fn trusting(issuers: Vec<IssuerConfig>, audiences: Vec<String>) -> Self {
         Self {
-            token: Some(token),
-            principal: principal.into(),
-            issuers: Vec::new(),
-            audiences: Vec::new(),
+            issuers,
+            audiences,
             clock_skew_secs: default_clock_skew(),
             allow_http_issuers: false,
             jwks_refresh_min_interval_secs: default_jwks_refresh(),
@@ -487,9 +477,6 @@ fn default_retry_after() -> u32 {
 fn default_instance_name() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "tether".into())
 }
-fn default_principal() -> String {
-    "tether-admin".into()
-}
 fn default_clock_skew() -> f64 {
     60.0
 }
@@ -512,16 +499,6 @@ fn default_assignment_cache() -> f64 {
     5.0
 }
 
-fn expose_opt<S: serde::Serializer>(
-    secret: &Option<SecretString>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use secrecy::ExposeSecret;
-    match secret {
-        Some(secret) => s.serialize_some(secret.expose_secret()),
-        None => s.serialize_none(),
-    }
-}
 fn default_arm() -> String {
     "https://management.azure.com".into()
 }
@@ -679,19 +656,16 @@ impl Config {
         self.check_auth()
     }
 
-    /// Checks `[auth]`: static token or issuers, well-formed issuer URLs, audiences, the
-    /// bootstrap principals and scope, the bounded durations.
+    /// Checks `[auth]`: issuers, well-formed issuer URLs, audiences, the bootstrap
+    /// principals and scope, the bounded durations.
     fn check_auth(&self) -> anyhow::Result<()> {
         let a = &self.auth;
         let invalid = |key: &str, why: String| anyhow!("invalid configuration: {key} {why}");
         if a.issuers.is_empty() {
-            if a.token.is_none() {
-                return Err(invalid(
-                    "auth.issuers",
-                    "(or the legacy auth.token) is required".into(),
-                ));
-            }
-            return Ok(());
+            return Err(invalid(
+                "auth.issuers",
+                "is required: the token issuers callers authenticate with".into(),
+            ));
         }
         if a.audiences.is_empty() || a.audiences.iter().any(|x| x.trim().is_empty()) {
             return Err(invalid(
@@ -753,11 +727,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    /// Whether JWT authentication is configured.
-    pub fn jwt(&self) -> bool {
-        !self.auth.issuers.is_empty()
     }
 
     /// The authenticator settings of `[auth]`.
@@ -944,7 +913,9 @@ public_url = "https://tether.example.net"
 [database]
 url = "postgres://postgres@127.0.0.1/tether"
 [auth]
-token = "t0ken"
+audiences = ["https://management.azure.com"]
+[[auth.issuers]]
+issuer = "https://login.microsoftonline.com/t/v2.0"
 [secrets]
 key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 [azure]
@@ -1007,8 +978,15 @@ client_secret = "s"
             ),
             (VALID.replace("[database]\nurl", "[database]\nulr"), "ulr"),
             (
-                VALID.replace("[auth]\ntoken = \"t0ken\"", "[auth]"),
-                "token",
+                VALID.replace("issuer = \"https://login.microsoftonline.com/t/v2.0\"", ""),
+                "issuer",
+            ),
+            (
+                VALID.replace(
+                    "[[auth.issuers]]\nissuer = \"https://login.microsoftonline.com/t/v2.0\"",
+                    "",
+                ),
+                "auth.issuers",
             ),
             (
                 format!("{VALID}\n[sagas]\nlease_ttl_secs = -1\n"),
@@ -1106,7 +1084,6 @@ retention_days = 30
     #[test]
     fn jwt_authentication_is_configured_by_issuers() {
         let c = load(JWT).unwrap();
-        assert!(c.jwt());
         let a = c.auth_settings();
         assert_eq!(a.issuers.len(), 2);
         assert_eq!(
@@ -1125,7 +1102,6 @@ retention_days = 30
         assert_eq!((t.per_principal_per_minute, t.principal_burst), (120, 250));
         assert_eq!(c.audit_retention(), Duration::from_secs(30 * 86_400));
         assert_eq!(c.housekeeping.gauges_interval(), Duration::from_secs(15));
-        assert!(!load(VALID).unwrap().jwt(), "the legacy token alone");
         let off = load(&JWT.replace("[throttle]", "[throttle]\nenabled = false")).unwrap();
         assert!(off.throttle().is_none());
     }
@@ -1200,7 +1176,6 @@ retention_days = 30
                 r#"["08e5fa31-2314-8299-b025-dd969cba3c96"]"#,
             );
             let c = Config::load(Path::new("tether.toml")).map_err(|e| format!("{e:#}"))?;
-            assert!(c.jwt());
             assert_eq!(c.auth.issuers[0].issuer, "http://127.0.0.1:9/t/v2.0");
             assert_eq!(c.auth.issuers[0].tenant_id.as_deref(), Some("t"));
             assert_eq!(c.auth.audiences, vec!["api://tether".to_string()]);

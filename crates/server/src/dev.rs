@@ -6,17 +6,23 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tether_app::SecretBox;
 use tether_mock_azure::{MockAzure, demo};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    AuditConfig, AuthConfig, AzureConfig, Config, DatabaseConfig, HousekeepingConfig, LogConfig,
-    LogFormat, SagasConfig, SecretsConfig, ServerConfig, ThrottleConfig,
+    AuditConfig, AuthConfig, AzureConfig, Config, DatabaseConfig, HousekeepingConfig, IssuerConfig,
+    LogConfig, LogFormat, SagasConfig, SecretsConfig, ServerConfig, ThrottleConfig,
 };
 use crate::{Application, cancel_on_signal, telemetry};
+
+/// The audience of the development token (ARM's, as the Azure SDKs ask for).
+const ARM_AUDIENCE: &str = "https://management.azure.com";
+
+/// How long the development token lasts (the mock signs with a new key at every start, so it
+/// ends with the run anyway).
+const DEV_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 /// Options of `tether dev`.
 #[derive(Debug, clap::Args)]
@@ -30,9 +36,6 @@ pub struct DevArgs {
     /// Where the SQLite database, the secret key and the mock's resources live.
     #[arg(long, default_value = "./.tether")]
     data_dir: PathBuf,
-    /// The bearer token to accept (default: a new random one, printed at start).
-    #[arg(long)]
-    dev_token: Option<String>,
 }
 
 /// Runs `tether dev` until Ctrl-C.
@@ -45,21 +48,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         )
     })?;
     let key = load_or_create_key(&args.data_dir.join("secret.key"))?;
-    let token = args
-        .dev_token
-        .unwrap_or_else(|| format!("tdev_{:032x}", rand::rng().random::<u128>()));
 
     let mock_listener = tokio::net::TcpListener::bind(args.mock_listen)
         .await
         .with_context(|| format!("could not listen on {} (--mock-listen)", args.mock_listen))?;
     let mock_url = format!("http://{}", mock_listener.local_addr()?);
     let mut mock_config = tether_mock_azure::Config::demo();
-    mock_config.accepted_tokens = vec![token.clone()];
     // The mock's resources live next to the database, so both survive a restart together.
     mock_config.state_file = Some(args.data_dir.join("mock-azure.json"));
+    let mock = MockAzure::new(mock_config);
+    // The mock is the token issuer too: the printed token is a JWT it signed for the demo
+    // client, which Tether makes Owner of everything (its key is new at every start, so the
+    // token works for this run only).
+    let issuer = mock.issuer(&mock_url);
+    let token = mock
+        .mint_token(&mock_url, demo::CLIENT_ID, ARM_AUDIENCE, DEV_TOKEN_LIFETIME)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not sign the development token: {e}"))?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let mock = tokio::spawn(MockAzure::new(mock_config).serve(mock_listener, {
+    let mock = tokio::spawn(mock.serve(mock_listener, {
         let stop = shutdown.clone();
         async move { stop.cancelled().await }
     }));
@@ -76,7 +84,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             ..ServerConfig::new(args.listen)
         },
         database: DatabaseConfig::new(format!("sqlite://{}", database.display())),
-        auth: AuthConfig::with_token(SecretString::from(token.clone()), "tether-dev"),
+        auth: AuthConfig {
+            allow_http_issuers: true,
+            bootstrap_owners: vec![demo::CLIENT_OBJECT_ID.into()],
+            ..AuthConfig::trusting(
+                vec![IssuerConfig {
+                    issuer,
+                    jwks_uri: None,
+                    tenant_id: Some(demo::TENANT_ID.into()),
+                }],
+                vec![ARM_AUDIENCE.into(), format!("{ARM_AUDIENCE}/")],
+            )
+        },
         secrets: SecretsConfig { key },
         azure: AzureConfig {
             arm_endpoint: mock_url.clone(),
@@ -103,6 +122,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "\nTether is running (development mode)\n\
          \n  API:         {api_url}\
          \n  Token:       {token}\
+         \n               (a JWT for the demo client, Owner of everything; valid for this run. Another:\
+         \n                POST {mock_url}/{tenant}/oauth2/v2.0/token with client_id={client}, client_secret={secret})\
          \n  Mock Azure:  {mock_url}   (admin API: {mock_url}/admin/state, /admin/calls, /admin/faults)\
          \n  Data:        {} (database, secret key, mock resources)\
          \n\nDemo resources (subscription {}):\
@@ -113,6 +134,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         demo::SUBSCRIPTION_ID,
         demo::WEB_APP_ID,
         demo::PG_DATABASE_ID,
+        tenant = demo::TENANT_ID,
+        client = demo::CLIENT_ID,
+        secret = demo::CLIENT_SECRET,
     );
     let result = app.run_until_stopped(shutdown.clone()).await;
     shutdown.cancel();

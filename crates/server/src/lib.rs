@@ -28,7 +28,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     app: App,
-    security: Option<Arc<Security>>,
+    security: Arc<Security>,
     limits: tether_api::HttpLimits,
     housekeeping: config::HousekeepingConfig,
 }
@@ -61,8 +61,6 @@ impl Application {
             limits: limits.clone(),
             location: config.server.location.to_ascii_lowercase().replace(' ', ""),
             retry_after: config.server.retry_after_secs,
-            token: config.auth.token.clone(),
-            principal: config.auth.principal.clone(),
             metrics: metrics_render(),
             security: security.clone(),
             throttle: config.throttle(),
@@ -115,10 +113,9 @@ impl Application {
             self.housekeeping.gauges_interval(),
             shutdown.clone(),
         ));
-        if let Some(security) = self.security.clone() {
-            // Warm the key caches so the first requests do not wait for the issuers.
-            tokio::spawn(async move { security.authenticator.prefetch().await });
-        }
+        // Warm the key caches so the first requests do not wait for the issuers.
+        let security = self.security.clone();
+        tokio::spawn(async move { security.authenticator.prefetch().await });
         let stop = shutdown.clone();
         tether_api::serve(self.listener, self.router, &self.limits, async move {
             stop.cancelled().await
@@ -130,15 +127,12 @@ impl Application {
     }
 }
 
-/// JWT authentication, authorization and the audit trail, when `[auth]` names issuers; the
-/// bootstrap owners are made Owner (idempotently, on every replica).
+/// JWT authentication, authorization and the audit trail; the bootstrap owners are made
+/// Owner (idempotently, on every replica).
 async fn security(
     config: &Config,
     store: &Arc<dyn tether_store::Store>,
-) -> anyhow::Result<Option<Arc<Security>>> {
-    if !config.jwt() {
-        return Ok(None);
-    }
+) -> anyhow::Result<Arc<Security>> {
     let keys = HttpKeySource::new(config.key_source()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let security = Arc::new(Security {
         authenticator: Authenticator::new(config.auth_settings(), Arc::new(keys)),
@@ -168,14 +162,14 @@ async fn security(
             info!(principal = %owner, scope = %scope, "made a bootstrap owner");
         }
     }
-    Ok(Some(security))
+    Ok(security)
 }
 
 /// Removes expired finished operations, saga logs and audit records every interval until
 /// shutdown.
 async fn housekeeping(
     app: App,
-    security: Option<Arc<Security>>,
+    security: Arc<Security>,
     config: config::HousekeepingConfig,
     shutdown: CancellationToken,
 ) {
@@ -192,12 +186,10 @@ async fn housekeeping(
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %tether_model::ErrorChain(&e), "housekeeping failed"),
                 }
-                if let Some(security) = &security {
-                    match security.audit.purge().await {
-                        Ok(0) => {}
-                        Ok(n) => info!(records = n, "removed expired audit records"),
-                        Err(e) => tracing::warn!(error = %tether_model::ErrorChain(&e), "audit housekeeping failed"),
-                    }
+                match security.audit.purge().await {
+                    Ok(0) => {}
+                    Ok(n) => info!(records = n, "removed expired audit records"),
+                    Err(e) => tracing::warn!(error = %tether_model::ErrorChain(&e), "audit housekeeping failed"),
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! A test environment (a fresh database, the mock backend, a shared secret key) and real
 //! `tether serve` processes on it, so tests can kill, restart and multiply replicas.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -42,7 +42,8 @@ impl ReplicaOptions {
 pub struct TestEnv {
     /// The mock Azure backend.
     pub mock: Mock,
-    /// The bearer token of the API (also accepted by the mock).
+    /// The bearer token of the API: a JWT the mock signed for the demo client, which every
+    /// replica makes Owner of everything (the mock accepts it on its ARM routes too).
     pub token: String,
     db: TestDb,
     dir: tempfile::TempDir,
@@ -60,11 +61,12 @@ impl TestEnv {
                 .expect("create a Postgres test database"),
             Backend::Sqlite => TestDb::sqlite().expect("create a SQLite test database"),
         };
-        let token = format!("test-{:032x}", rand::rng().random::<u128>());
         let key =
             base64::engine::general_purpose::STANDARD.encode(rand::rng().random::<[u8; 32]>());
+        let mock = Mock::start(&format!("test-{:032x}", rand::rng().random::<u128>())).await;
+        let token = mock.token(tether_mock_azure::demo::CLIENT_ID).await;
         Self {
-            mock: Mock::start(&token).await,
+            mock,
             token,
             db,
             dir: tempfile::tempdir().expect("a temporary directory"),
@@ -72,6 +74,27 @@ impl TestEnv {
             key,
             replicas: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// An environment on copies of an earlier installation's files (as `tether dev` keeps
+    /// them in its data directory): a SQLite `database`, the mock backend's `mock_state` file
+    /// and the secrets `key` that sealed the database's secrets. The originals are never
+    /// written.
+    pub async fn restored(bin: &str, database: &Path, mock_state: &Path, key: &str) -> Self {
+        let mut env = Self::new(bin, Backend::Sqlite).await;
+        let file = env
+            .db
+            .url
+            .strip_prefix("sqlite://")
+            .expect("a SQLite test database is a file");
+        std::fs::copy(database, file).expect("copy the database");
+        let state = env.dir.path().join("mock-azure.json");
+        std::fs::copy(mock_state, &state).expect("copy the mock state");
+        env.mock = Mock::start_from_state(&env.token, &state).await;
+        // The token must come from the issuer the replicas trust: this mock.
+        env.token = env.mock.token(tether_mock_azure::demo::CLIENT_ID).await;
+        env.key = key.to_string();
+        env
     }
 
     /// The URL of the test database.
@@ -127,8 +150,12 @@ shutdown_grace_secs = 3
 url = "{db}"
 
 [auth]
-token = "{token}"
-principal = "tester@example.com"
+audiences = ["{audience}"]
+allow_http_issuers = true
+bootstrap_owners = ["{owner}"]
+[[auth.issuers]]
+issuer = "{issuer}"
+tenant_id = "{tenant}"
 
 [secrets]
 key = "{key}"
@@ -143,6 +170,12 @@ max_retries = 2
 request_timeout_secs = 10
 sql_data_plane = "{mock}/dataplane/sql"
 
+# One principal makes every request of a test, chaos loops included: a larger budget than
+# the defaults (throttling itself is tested with its own settings).
+[throttle]
+per_principal_per_minute = 60000
+principal_burst = 10000
+
 [sagas]
 lease_ttl_secs = 2
 adopt_interval_secs = 0.25
@@ -154,7 +187,9 @@ stuck_retry_secs = 3
 format = "text"
 "#,
             db = self.db.url,
-            token = self.token,
+            audience = crate::mock::ARM_AUDIENCE,
+            owner = tether_mock_azure::demo::CLIENT_OBJECT_ID,
+            issuer = self.mock.issuer(),
             key = self.key,
             mock = self.mock.url,
             tenant = tether_mock_azure::demo::TENANT_ID,

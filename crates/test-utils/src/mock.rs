@@ -2,9 +2,13 @@
 //! process a test kills), with helpers over its admin API.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tether_mock_azure::{Config, MockAzure};
+
+/// The audience of ARM tokens (what Tether accepts, as the Azure SDKs ask for it).
+pub const ARM_AUDIENCE: &str = "https://management.azure.com";
 
 /// A running mock backend.
 pub struct Mock {
@@ -18,12 +22,29 @@ pub struct Mock {
 impl Mock {
     /// Starts the demo-seeded mock on a random port; it also accepts `token` on ARM routes.
     pub async fn start(token: &str) -> Self {
+        Self::start_with(token, None).await
+    }
+
+    /// Like [`Mock::start`], but holding the resources of a mock state file
+    /// (`Config::state_file`, as `tether dev` writes it), which the mock rewrites after every
+    /// change: pass a copy.
+    pub(crate) async fn start_from_state(token: &str, state_file: &Path) -> Self {
+        assert!(
+            state_file.is_file(),
+            "no state file {}",
+            state_file.display()
+        );
+        Self::start_with(token, Some(state_file.to_path_buf())).await
+    }
+
+    async fn start_with(token: &str, state_file: Option<PathBuf>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the mock");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let mut config = Config::demo();
         config.accepted_tokens = vec![token.to_string()];
+        config.state_file = state_file;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(MockAzure::new(config).serve(listener, async move {
             let _ = stopped.await;
@@ -34,6 +55,24 @@ impl Mock {
             token: token.to_string(),
             _stop: stop,
         }
+    }
+
+    /// The issuer of the tokens the mock signs (its token endpoint's tenant).
+    pub fn issuer(&self) -> String {
+        format!("{}/{}/v2.0", self.url, tether_mock_azure::demo::TENANT_ID)
+    }
+
+    /// A JWT the mock signs for the registered application `client_id`, for ARM's audience,
+    /// valid for a day.
+    pub async fn token(&self, client_id: &str) -> String {
+        let body = json!({"clientId": client_id, "audience": ARM_AUDIENCE, "lifetimeSecs": 86_400});
+        let minted = self
+            .admin(reqwest::Method::POST, "tokens", Some(body))
+            .await;
+        minted["access_token"]
+            .as_str()
+            .expect("a minted token")
+            .to_string()
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {

@@ -71,10 +71,8 @@ async fn env(throttle: Option<ThrottleSettings>) -> Env {
         limits: HttpLimits::default(),
         location: "local".into(),
         retry_after: 1,
-        token: None,
-        principal: "unused".into(),
         metrics: Arc::new(|| "# metrics\n".to_string()),
-        security: Some(security.clone()),
+        security: security.clone(),
         throttle,
         refusal_audit_per_sec: 1000,
     };

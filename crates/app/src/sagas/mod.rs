@@ -29,7 +29,9 @@ pub(crate) mod steps;
 pub mod v1;
 mod validate;
 
-pub use steps::{CONFIGURATION, Resolved};
+pub use steps::{
+    AuthOut, CONFIGURATION, ConfigurationOut, IdentityOut, NetworkOut, Resolved, SecretsOut,
+};
 
 /// `linker-create-v2`.
 pub const LINKER_CREATE: &str = "linker-create-v2";

@@ -28,6 +28,7 @@ mod steps;
 mod validate;
 
 pub use spec::ConnectionSpec;
+pub use steps::{ConfigurationOut, NetworkOut, Resolved};
 
 /// `linker-create` (first release).
 pub const LINKER_CREATE: &str = "linker-create";
@@ -262,20 +263,50 @@ impl LinkerCtx {
                     "the linker's secret could not be decrypted with the configured key",
                 )
             })?;
-        let mut facts = Facts::new();
-        facts.set("host", target.host.clone());
-        facts.set("port", target.port.to_string());
-        facts.set("database", target.database.clone());
-        facts.set("user", spec.user.clone());
-        facts.set_secret(
-            "password",
-            secrecy::ExposeSecret::expose_secret(&password).to_string(),
-        );
+        let password = secrecy::ExposeSecret::expose_secret(&password).to_string();
         let request = spec
             .configuration_request()
             .map_err(|e| StepError::permanent(e.code().to_string(), e.detail().message))?;
         request
-            .render(&facts, Reveal::Secrets)
+            .render(&v1_facts(spec, target, password), Reveal::Secrets)
             .map_err(|e| StepError::permanent(e.code().to_string(), e.detail().message))
     }
+
+    /// `listConfigurations` of a first-release linker, as that release answered it: the
+    /// entries of its spec from the target's facts read now, the password redacted.
+    pub(crate) async fn v1_configurations(
+        &self,
+        linker: LinkerId,
+        spec: &ConnectionSpec,
+    ) -> Result<Vec<configuration::Entry>, tether_model::Error> {
+        use tether_model::{Error, ErrorKind};
+        let target = self
+            .v1_target(&spec.target)
+            .map_err(|e| Error::new(ErrorKind::Unavailable, "TargetUnsupported", e.message))?;
+        let facts = target
+            .facts(&Call::correlated(linker), &spec.target)
+            .await
+            .map_err(|e| match e.is_not_found() {
+                true => Error::new(
+                    ErrorKind::NotFound,
+                    "TargetNotFound",
+                    format!("the target '{}' of the linker was not found", spec.target),
+                ),
+                false => Error::unavailable("reading the target failed", e),
+            })?;
+        let redacted = configuration::REDACTED.to_string();
+        spec.configuration_request()?
+            .render(&v1_facts(spec, &facts, redacted), Reveal::Redact)
+    }
+}
+
+/// The facts a first-release spec renders from.
+fn v1_facts(spec: &ConnectionSpec, target: &TargetFacts, password: String) -> Facts {
+    let mut facts = Facts::new();
+    facts.set("host", target.host.clone());
+    facts.set("port", target.port.to_string());
+    facts.set("database", target.database.clone());
+    facts.set("user", spec.user.clone());
+    facts.set_secret("password", password);
+    facts
 }
