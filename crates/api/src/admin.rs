@@ -1,7 +1,6 @@
 //! Operator endpoints: the sagas that are running, unwinding or stuck, a way to retry a stuck
-//! one now instead of at its next retry time, and the audit trail. With JWT authentication
-//! they need an operator action at the root scope `/` (the Tether Operator role, or Owner or
-//! Contributor at `/`); otherwise the API's static bearer token.
+//! one now instead of at its next retry time, and the audit trail. They need an operator
+//! action at the root scope `/` (the Tether Operator role, or Owner or Contributor at `/`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

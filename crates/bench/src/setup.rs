@@ -29,6 +29,8 @@ pub const RESOURCE_GROUP: &str = "rg-bench";
 const MOCK_TENANT: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const MOCK_CLIENT_ID: &str = "tether-dev-client";
 const MOCK_CLIENT_SECRET: &str = "tether-dev-secret";
+/// The demo client's object id (the `oid` of its tokens), made Owner of everything.
+const MOCK_CLIENT_OBJECT_ID: &str = "08e5fa31-2314-8299-b025-dd969cba3c96";
 
 /// Everything a figure needs, started once per bench command.
 pub struct Env {
@@ -36,7 +38,7 @@ pub struct Env {
     /// This run's folder (`target/bench/<timestamp>`): configs, logs, wrk scripts, profiles.
     pub work: PathBuf,
     pub http: reqwest::Client,
-    /// The bearer token Tether accepts (see [`acquire_token`]).
+    /// The bearer token the bench presents (see [`acquire_token`]).
     pub token: String,
     pub tether: Server,
     pub mock: Server,
@@ -46,12 +48,26 @@ pub struct Env {
     admin: PgPool,
 }
 
-/// The bearer token the bench presents to Tether. Today Tether accepts one static token from
-/// its configuration (`[auth] token`), which the bench generates and also hands to the mock.
-/// When Tether switches to JWTs issued by the mock's token endpoint, this is the one function
-/// to change: fetch a token from `{mock}/{tenant}/oauth2/v2.0/token` and return it.
-pub async fn acquire_token(_http: &reqwest::Client, _mock_url: &str, configured: &str) -> String {
-    configured.to_string()
+/// The bearer token the bench presents to Tether: a JWT from the mock's token endpoint for
+/// the demo client (client credentials), whom Tether's configuration makes Owner.
+pub async fn acquire_token(http: &reqwest::Client, mock_url: &str) -> anyhow::Result<String> {
+    let response: serde_json::Value = http
+        .post(format!("{mock_url}/{MOCK_TENANT}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", MOCK_CLIENT_ID),
+            ("client_secret", MOCK_CLIENT_SECRET),
+            ("scope", "https://management.azure.com/.default"),
+        ])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    response["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .context("the mock's token endpoint returned no access_token")
 }
 
 /// The repository root (this crate is `crates/bench`).
@@ -141,11 +157,7 @@ impl Env {
         let config = work.join("tether.toml");
         std::fs::write(
             &config,
-            tether_config(
-                &database_url(&opts.admin_url, &tether_db)?,
-                &configured,
-                &mock.url,
-            ),
+            tether_config(&database_url(&opts.admin_url, &tether_db)?, &mock.url),
         )?;
         let mut tether = Command::new(&bin);
         tether.arg("serve").arg("--config").arg(&config);
@@ -172,7 +184,7 @@ impl Env {
         )
         .await?;
 
-        let token = acquire_token(&http, &mock.url, &configured).await;
+        let token = acquire_token(&http, &mock.url).await?;
         let env = Self {
             opts: opts.clone(),
             work,
@@ -552,8 +564,9 @@ impl SagaCounts {
 }
 
 /// `tether serve`'s configuration: the defaults of `deploy/tether.toml` (notably
-/// `retry_after_secs = 10`), on loopback, against the mock.
-fn tether_config(database_url: &str, token: &str, mock: &str) -> String {
+/// `retry_after_secs = 10`), on loopback, against the mock, which is also the token issuer.
+/// Throttling is off: one principal makes every request of a throughput figure.
+fn tether_config(database_url: &str, mock: &str) -> String {
     let key = base64::engine::general_purpose::STANDARD.encode(rand::rng().random::<[u8; 32]>());
     format!(
         r#"# Written by tether-bench.
@@ -566,8 +579,15 @@ instance_name = "bench"
 url = "{database_url}"
 
 [auth]
-token = "{token}"
-principal = "bench@example.com"
+audiences = ["https://management.azure.com"]
+allow_http_issuers = true
+bootstrap_owners = ["{MOCK_CLIENT_OBJECT_ID}"]
+[[auth.issuers]]
+issuer = "{mock}/{MOCK_TENANT}/v2.0"
+tenant_id = "{MOCK_TENANT}"
+
+[throttle]
+enabled = false
 
 [secrets]
 key = "{key}"
