@@ -247,19 +247,11 @@ impl App {
             )
         };
         let target = ctx.adapters.target(&kind.name).ok_or_else(unavailable)?;
-        let mut facts =
-            target
-                .facts
-                .facts(&call, &spec.target)
-                .await
-                .map_err(|e| match e.is_not_found() {
-                    true => Error::new(
-                        ErrorKind::NotFound,
-                        "TargetNotFound",
-                        format!("the target '{}' of the linker was not found", spec.target),
-                    ),
-                    false => Error::unavailable("reading the target failed", e),
-                })?;
+        let mut facts = target
+            .facts
+            .facts(&call, &spec.target)
+            .await
+            .map_err(target_unreadable(&spec.target))?;
         let keys = (spec.auth == Auth::TargetKeys).then(|| {
             let mut redacted = Facts::new();
             for (name, _) in kind.keys.iter().flat_map(|k| k.facts.iter()) {
@@ -621,6 +613,18 @@ impl App {
             .open_str(existing.secret.as_ref()?, &stored_owner(existing))
             .ok()?;
         Some(self.secrets.seal_str(plain.expose_secret(), owner))
+    }
+}
+
+/// The error of a linker's target that could not be read for a request: `404
+/// TargetNotFound` when it is gone, else `503`.
+pub(crate) fn target_unreadable(
+    target: &impl std::fmt::Display,
+) -> impl FnOnce(tether_adapters::AdapterError) -> Error {
+    let message = format!("the target '{target}' of the linker was not found");
+    move |e| match e.is_not_found() {
+        true => Error::new(ErrorKind::NotFound, "TargetNotFound", message),
+        false => Error::unavailable("reading the target failed", e),
     }
 }
 

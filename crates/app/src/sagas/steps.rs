@@ -97,6 +97,32 @@ pub struct IdentityOut {
     pub items: Vec<Item>,
 }
 
+impl IdentityOut {
+    /// Whom a connection's grants are for: the identity it uses (as this output found it) or
+    /// its service principal, with the database user name it asks for; `None` for auth types
+    /// without a principal.
+    pub(crate) fn grantee(&self, auth: &spec::Auth) -> Option<Grantee> {
+        let principal = match auth {
+            spec::Auth::SystemIdentity(_) => self.system.clone(),
+            spec::Auth::UserIdentity { .. } => self.user.as_ref().map(|u| u.principal.clone()),
+            spec::Auth::ServicePrincipal {
+                client_id,
+                principal_id,
+                ..
+            } => Some(Principal {
+                principal_id: principal_id.clone(),
+                client_id: Some(client_id.clone()),
+            }),
+            _ => None,
+        }?;
+        Some(Grantee {
+            principal_id: principal.principal_id,
+            client_id: principal.client_id,
+            user_name: auth.identity().and_then(|o| o.user_name.clone()),
+        })
+    }
+}
+
 /// The output of `auth`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -190,6 +216,26 @@ fn source_kind(cx: &StepCx<LinkerCtx>, p: &LinkerParams) -> Result<String, StepE
         .source_for(&p.linker.scope)
         .map(|s| s.name.clone())
         .ok_or_else(|| StepError::permanent("UnsupportedSource", "the source kind is unknown"))
+}
+
+/// The grants the linker made before that `wanted` no longer holds and that it may remove.
+fn dropped_grants<'a>(
+    r: &'a Resolved,
+    wanted: &'a BTreeSet<String>,
+) -> impl Iterator<Item = (&'a Grant, &'a Grantee, &'a str)> {
+    r.before
+        .items
+        .iter()
+        .filter_map(move |item| match &item.what {
+            What::Grant {
+                grant,
+                grantee,
+                name,
+            } if !wanted.contains(&item.key) && removable(r, item) => {
+                Some((grant, grantee, name.as_str()))
+            }
+            _ => None,
+        })
 }
 
 /// What a grant is made on, for messages.
@@ -597,28 +643,9 @@ fn wanted_grants(
         return Ok(Vec::new());
     };
     let mut wanted = Vec::new();
-    let options = spec.auth.identity();
-    let principal = match &spec.auth {
-        spec::Auth::SystemIdentity(_) => identity.and_then(|i| i.system.clone()),
-        spec::Auth::UserIdentity { .. } => identity
-            .and_then(|i| i.user.as_ref())
-            .map(|u| u.principal.clone()),
-        spec::Auth::ServicePrincipal {
-            client_id,
-            principal_id,
-            ..
-        } => Some(Principal {
-            principal_id: principal_id.clone(),
-            client_id: Some(client_id.clone()),
-        }),
-        _ => None,
-    };
-    if let (Some(principal), Some(facts)) = (principal, &r.target) {
-        let grantee = Grantee {
-            principal_id: principal.principal_id,
-            client_id: principal.client_id,
-            user_name: options.and_then(|o| o.user_name.clone()),
-        };
+    let no_identity = IdentityOut::default();
+    let grantee = identity.unwrap_or(&no_identity).grantee(&spec.auth);
+    if let (Some(grantee), Some(facts)) = (grantee, &r.target) {
         for grant in spec.grants(facts).map_err(model_error)? {
             let name = grant_name(&grant.key(&grantee));
             wanted.push((grant, grantee.clone(), name));
@@ -680,22 +707,11 @@ impl Step<LinkerCtx> for Auth {
                 .push(Item::grant(&grant, &grantee, &name, created));
         }
         let wanted: BTreeSet<String> = out.items.iter().map(|i| i.key.clone()).collect();
-        for item in &r.before.items {
-            if let What::Grant {
-                grant,
-                grantee,
-                name,
-            } = &item.what
-            {
-                if !wanted.contains(&item.key) && removable(&r, item) {
-                    grants
-                        .remove_grant(&call, grant, grantee, name)
-                        .await
-                        .map_err(|e| {
-                            step_error(e, not_found("TargetNotFound", grant_scope(grant)))
-                        })?;
-                }
-            }
+        for (grant, grantee, name) in dropped_grants(&r, &wanted) {
+            grants
+                .remove_grant(&call, grant, grantee, name)
+                .await
+                .map_err(|e| step_error(e, not_found("TargetNotFound", grant_scope(grant))))?;
         }
         if let Some(spec) = p
             .after
@@ -747,22 +763,11 @@ impl Step<LinkerCtx> for Auth {
             }
         }
         let wanted: BTreeSet<String> = keys.into_iter().collect();
-        for item in &r.before.items {
-            if let What::Grant {
-                grant,
-                grantee,
-                name,
-            } = &item.what
-            {
-                if !wanted.contains(&item.key) && removable(&r, item) {
-                    grants
-                        .ensure_grant(&call, grant, grantee, name)
-                        .await
-                        .map_err(|e| {
-                            step_error(e, not_found("TargetNotFound", grant_scope(grant)))
-                        })?;
-                }
-            }
+        for (grant, grantee, name) in dropped_grants(&r, &wanted) {
+            grants
+                .ensure_grant(&call, grant, grantee, name)
+                .await
+                .map_err(|e| step_error(e, not_found("TargetNotFound", grant_scope(grant))))?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
-use tether_adapters::{AdapterError, Call, Grantee, Principal};
+use tether_adapters::{AdapterError, Call};
 use tether_model::configuration::Reveal;
 use tether_saga::{Step, StepCx, StepError};
 
@@ -264,30 +264,9 @@ impl Step<LinkerCtx> for Validate {
         }
 
         // Grants of identity auth.
-        if let (Some(options), Some(facts)) =
-            (spec.auth.identity().filter(|o| !o.opt_out), &target_facts)
-        {
-            let principal: Option<Principal> = match &spec.auth {
-                Auth::SystemIdentity(_) => identity_out.system.clone(),
-                Auth::UserIdentity { .. } => {
-                    identity_out.user.as_ref().map(|u| u.principal.clone())
-                }
-                Auth::ServicePrincipal {
-                    client_id,
-                    principal_id,
-                    ..
-                } => Some(Principal {
-                    principal_id: principal_id.clone(),
-                    client_id: Some(client_id.clone()),
-                }),
-                _ => None,
-            };
-            if let Some(principal) = principal {
-                let grantee = Grantee {
-                    principal_id: principal.principal_id,
-                    client_id: principal.client_id,
-                    user_name: options.user_name.clone(),
-                };
+        let granted = spec.auth.identity().is_some_and(|o| !o.opt_out);
+        if let (true, Some(facts)) = (granted, &target_facts) {
+            if let Some(grantee) = identity_out.grantee(&spec.auth) {
                 let mut seen = BTreeSet::new();
                 for grant in spec.grants(facts).map_err(model_error)? {
                     if !seen.insert(grant.key(&grantee)) {

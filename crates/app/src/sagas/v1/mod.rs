@@ -286,14 +286,7 @@ impl LinkerCtx {
         let facts = target
             .facts(&Call::correlated(linker), &spec.target)
             .await
-            .map_err(|e| match e.is_not_found() {
-                true => Error::new(
-                    ErrorKind::NotFound,
-                    "TargetNotFound",
-                    format!("the target '{}' of the linker was not found", spec.target),
-                ),
-                false => Error::unavailable("reading the target failed", e),
-            })?;
+            .map_err(crate::linkers::target_unreadable(&spec.target))?;
         let redacted = configuration::REDACTED.to_string();
         spec.configuration_request()?
             .render(&v1_facts(spec, &facts, redacted), Reveal::Redact)
