@@ -351,8 +351,16 @@ async fn persist(Extract(mock): Extract<MockAzure>, request: Request, next: Next
         let bytes =
             serde_json::to_vec_pretty(&mock.snapshot()).expect("resources serialize to json");
         let tmp = path.with_extension("json.tmp");
+        // Readable by the owner only: the state holds secrets (keys, passwords in settings).
         let written = async {
-            tokio::fs::write(&tmp, bytes).await?;
+            let mut file = tokio::fs::OpenOptions::new();
+            file.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            file.mode(0o600);
+            let mut file = file.open(&tmp).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut file, &bytes).await?;
+            file.sync_all().await?;
+            drop(file);
             tokio::fs::rename(&tmp, path).await
         };
         if let Err(e) = written.await {

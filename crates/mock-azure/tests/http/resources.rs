@@ -211,6 +211,12 @@ async fn a_state_file_keeps_resources_across_restarts() {
         );
     }
     assert!(file.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the state holds secrets: owner only");
+    }
     let restarted = TestServer::start(config()).await;
     let state = restarted.state().await;
     assert!(
