@@ -492,3 +492,50 @@ async fn a_retry_sent_to_another_replica_gets_the_first_attempt_s_operation() {
     }
     env.teardown().await;
 }
+
+/// A client that sends a whole PUT and hangs up at once (its request future dropped by the
+/// server) leaves either no linker or one whose operation runs to its end — never an operation
+/// stuck until a lease expires, nor a half-configured backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_leaves_a_finished_operation_or_none() {
+    let env = env(Backend::Postgres).await;
+    let r = env.spawn().await;
+    let names: Vec<String> = (0..6).map(|i| format!("gone{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        // Different databases' keys would collide: one linker per app setting key, so each
+        // linker opts out of configuration and only the network is set up.
+        let mut properties = secret_linker(PG_DATABASE_ID, "pw", "python", true);
+        properties["configurationInfo"] = json!({"action": "optOut"});
+        let body = json!({ "properties": properties }).to_string();
+        let request = format!(
+            "PUT {WEB_APP_ID}{LINKERS}/{name}?api-version=2024-04-01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            env.token,
+            body.len()
+        );
+        let mut stream = TcpStream::connect(addr(&r.url)).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // Hang up at different moments: at once, or after the server started answering.
+        if i % 2 == 1 {
+            let mut first = [0u8; 1];
+            let _ = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut first)).await;
+        }
+        drop(stream);
+    }
+    for name in &names {
+        let settled = r.api.settled(WEB_APP_ID, name, Duration::from_secs(60)).await;
+        if let Some(linker) = settled {
+            assert_eq!(
+                linker["properties"]["provisioningState"], "Succeeded",
+                "{name}: {linker}"
+            );
+        }
+    }
+    // Whatever exists is fully in place: each linker's rule per outbound address of the app
+    // (two), nothing else.
+    let rules = env.mock.firewall_rules(crate::support::PG_SERVER_ID).await;
+    let listed = r.api.list_linkers(WEB_APP_ID).await;
+    let count = listed.body["value"].as_array().map_or(0, Vec::len);
+    assert_eq!(rules.len(), 2 * count, "rules {rules:?} for {count} linkers");
+    env.teardown().await;
+}
