@@ -523,7 +523,10 @@ async fn a_client_that_hangs_up_leaves_a_finished_operation_or_none() {
         drop(stream);
     }
     for name in &names {
-        let settled = r.api.settled(WEB_APP_ID, name, Duration::from_secs(60)).await;
+        let settled = r
+            .api
+            .settled(WEB_APP_ID, name, Duration::from_secs(60))
+            .await;
         if let Some(linker) = settled {
             assert_eq!(
                 linker["properties"]["provisioningState"], "Succeeded",
@@ -536,6 +539,10 @@ async fn a_client_that_hangs_up_leaves_a_finished_operation_or_none() {
     let rules = env.mock.firewall_rules(crate::support::PG_SERVER_ID).await;
     let listed = r.api.list_linkers(WEB_APP_ID).await;
     let count = listed.body["value"].as_array().map_or(0, Vec::len);
-    assert_eq!(rules.len(), 2 * count, "rules {rules:?} for {count} linkers");
+    assert_eq!(
+        rules.len(),
+        2 * count,
+        "rules {rules:?} for {count} linkers"
+    );
     env.teardown().await;
 }

@@ -7,6 +7,7 @@
     reason = "test helpers may panic: a panic is a test failure"
 )]
 
+mod authorization;
 mod authz;
 mod catalogue;
 mod chaos;

@@ -223,6 +223,28 @@ struct Done {
     operation: Option<OperationId>,
 }
 
+/// A failed linker request, with the resource it named when that is known (for its audit
+/// record: a write refused for its target names it).
+struct Failed {
+    error: ApiError,
+    target: Option<String>,
+}
+
+impl From<ApiError> for Failed {
+    fn from(error: ApiError) -> Self {
+        Failed {
+            error,
+            target: None,
+        }
+    }
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<Response> for Done {
     fn from(response: Response) -> Self {
         Done {
@@ -240,11 +262,34 @@ struct NamedCheck<'a> {
     parts: &'a Parts,
     action: &'static str,
     scope: Scope,
+    /// The first resource a check was asked about (the target), for the audit record.
+    named: std::sync::Mutex<Option<String>>,
+}
+
+impl NamedCheck<'_> {
+    /// What a failed write named, for its audit record.
+    fn failed(&self, e: Error) -> Failed {
+        let target = self
+            .named
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Failed {
+            error: e.into(),
+            target,
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl NamedResources for NamedCheck<'_> {
     async fn allow(&self, named: &[ResourceId]) -> Result<(), Error> {
+        if let Some(first) = named.first() {
+            self.named
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| first.as_str().to_string());
+        }
         self.state
             .authorize(self.parts, self.action, &self.scope, named)
             .await
@@ -279,7 +324,7 @@ impl Cx<'_> {
         parts: &Parts,
         action: &'static str,
         at: &LinkerRef,
-        handle: impl std::future::Future<Output = Result<Done, ApiError>> + Send,
+        handle: impl std::future::Future<Output = Result<Done, Failed>> + Send,
     ) -> Result<Response, ApiError> {
         let done = async {
             self.state
@@ -290,7 +335,7 @@ impl Cx<'_> {
         .await;
         let (result, target, operation) = match done {
             Ok(d) => (Ok(d.response), d.target, d.operation),
-            Err(e) => (Err(e), None, None),
+            Err(f) => (Err(f.error), f.target, None),
         };
         let scope = at.resource_id();
         self.state
@@ -426,6 +471,7 @@ impl Cx<'_> {
             parts,
             action: actions::LINKERS_WRITE,
             scope: linker_scope(at)?,
+            named: std::sync::Mutex::new(None),
         })
     }
 
@@ -444,7 +490,7 @@ impl Cx<'_> {
         body: Value,
         caller: &Caller,
         parts: &Parts,
-    ) -> Result<Done, ApiError> {
+    ) -> Result<Done, Failed> {
         let properties = properties_of(body, true)?;
         self.version.check_request(&properties)?;
         let properties = LinkerProperties::from_json(properties)?;
@@ -453,7 +499,8 @@ impl Cx<'_> {
             .state
             .app
             .linker_put(at.clone(), properties, caller, &named)
-            .await?;
+            .await
+            .map_err(|e| named.failed(e))?;
         let status = if accepted.created {
             StatusCode::CREATED
         } else {
@@ -468,7 +515,7 @@ impl Cx<'_> {
         body: Value,
         caller: &Caller,
         parts: &Parts,
-    ) -> Result<Done, ApiError> {
+    ) -> Result<Done, Failed> {
         let patch = properties_of(body, false)?;
         self.version.check_request(&patch)?;
         let named = self.named_check(parts, at)?;
@@ -476,21 +523,22 @@ impl Cx<'_> {
             .state
             .app
             .linker_patch(at.clone(), &patch, caller, &named)
-            .await?;
+            .await
+            .map_err(|e| named.failed(e))?;
         // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
         Ok(self.written(StatusCode::CREATED, &accepted)?)
     }
 
-    async fn delete(&self, at: &LinkerRef) -> Result<Done, ApiError> {
+    async fn delete(&self, at: &LinkerRef) -> Result<Done, Failed> {
         let Some(operation) = self.state.app.linker_delete(at.clone()).await? else {
             return Ok(empty_response(StatusCode::NO_CONTENT).into());
         };
-        self.started(at, operation)
+        Ok(self.started(at, operation)?)
     }
 
-    async fn validate(&self, at: &LinkerRef) -> Result<Done, ApiError> {
+    async fn validate(&self, at: &LinkerRef) -> Result<Done, Failed> {
         let operation = self.state.app.linker_validate(at).await?;
-        self.started(at, operation)
+        Ok(self.started(at, operation)?)
     }
 
     /// `202` with the polling headers of an operation an action started.

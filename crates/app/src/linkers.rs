@@ -339,46 +339,51 @@ impl App {
         Ok(id)
     }
 
-    /// The resources a spec names besides its source: the target (an Azure resource), the
-    /// secret store, and the user-assigned identity the connection attaches (found by its
-    /// client id; `400` naming `authInfo.clientId` when there is none).
-    async fn named_resources(&self, spec: &ConnectionSpec) -> Result<Vec<ResourceId>, Error> {
-        let mut named: Vec<ResourceId> = spec.target.arm().into_iter().cloned().collect();
-        named.extend(spec.secret_store.iter().map(|s| s.vault.clone()));
-        if let Auth::UserIdentity {
+    /// Checks the user-assigned identity a spec attaches (found by its client id, with our
+    /// credentials): an identity the caller may not use is answered exactly like one that
+    /// does not exist (`400` naming `authInfo.clientId`), so the lookup reveals nothing.
+    async fn allow_identity(
+        &self,
+        spec: &ConnectionSpec,
+        named: &dyn NamedResources,
+    ) -> Result<(), Error> {
+        let Auth::UserIdentity {
             client_id,
             subscription,
             options,
         } = &spec.auth
-        {
-            if !options.opt_out {
-                let found = self
-                    .ctx
-                    .adapters
-                    .identities
-                    .find(
-                        &Call::correlated("identity-lookup"),
-                        subscription,
-                        client_id,
-                    )
-                    .await
-                    .map_err(|e| {
-                        Error::unavailable("looking up the user-assigned identity failed", e)
-                    })?;
-                let identity = found.ok_or_else(|| {
-                    Error::invalid(
-                        "InvalidParameter",
-                        format!(
-                            "no user-assigned identity with client id '{}' in subscription '{subscription}'",
-                            tether_model::error::quoted(client_id)
-                        ),
-                    )
-                    .with_target("properties.authInfo.clientId")
-                })?;
-                named.push(identity.id);
-            }
+        else {
+            return Ok(());
+        };
+        if options.opt_out {
+            return Ok(());
         }
-        Ok(named)
+        let unknown = || {
+            Error::invalid(
+                "InvalidParameter",
+                format!(
+                    "no user-assigned identity with client id '{}' that the caller may use in subscription '{subscription}'",
+                    tether_model::error::quoted(client_id)
+                ),
+            )
+            .with_target("properties.authInfo.clientId")
+        };
+        let found = self
+            .ctx
+            .adapters
+            .identities
+            .find(
+                &Call::correlated("identity-lookup"),
+                subscription,
+                client_id,
+            )
+            .await
+            .map_err(|e| Error::unavailable("looking up the user-assigned identity failed", e))?
+            .ok_or_else(unknown)?;
+        match named.allow(std::slice::from_ref(&found.id)).await {
+            Err(e) if e.kind() == ErrorKind::Forbidden => Err(unknown()),
+            other => other,
+        }
     }
 
     /// An operation by id, if it exists.
@@ -423,6 +428,16 @@ impl App {
         let linker_id = existing.as_ref().map_or_else(LinkerId::new, |l| l.id);
         let catalog = tether_model::catalog::catalog()?;
         let (_, target) = spec::target_of(catalog, &props)?;
+        // The resources the request names that need no lookup are authorized before its
+        // content is checked further: a caller who may not write them is refused (and audited
+        // as refused), whatever else is wrong with the request.
+        let vault = props
+            .secret_store
+            .as_ref()
+            .and_then(|s| s.key_vault_id.as_deref())
+            .and_then(|id| ResourceId::parse(id).ok());
+        let early: Vec<ResourceId> = target.arm().cloned().into_iter().chain(vault).collect();
+        named.allow(&early).await?;
         let owner = secret_owner(linker_id, &target);
         let secret = match new_secret {
             Some(s) => Some(self.secrets.seal_str(s.expose(), &owner)),
@@ -449,7 +464,7 @@ impl App {
             naming: naming.clone(),
             database_users: self.ctx.adapters.database_users,
         })?;
-        named.allow(&self.named_resources(&after).await?).await?;
+        self.allow_identity(&after, named).await?;
         let keys = after.written_keys();
         let stored = serde_json::to_value(&after)
             .map_err(|e| Error::internal("a spec does not serialize", e))?;
