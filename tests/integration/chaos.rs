@@ -71,7 +71,9 @@ fn workload(linkers: &[Linker]) -> Vec<(usize, Request)> {
 
 /// Sends a request to the replicas in turn, starting at `first`, until one answers (a killed
 /// replica does not); a lost answer is retried elsewhere — a repeated PUT, PATCH or DELETE
-/// returns the operation it started, if it did.
+/// returns the operation it started, if it did. A `503` or `429` is retried too, as the Azure
+/// SDKs' retry policy does: under this load a replica may run out of database connections for a
+/// moment, and says so with `Retry-After`.
 async fn send(apis: &RwLock<Vec<Api>>, first: usize, l: &Linker, request: &Request) -> Reply {
     let path = &Api::linker_path(&l.app, &l.name);
     let mut attempt = first;
@@ -89,7 +91,13 @@ async fn send(apis: &RwLock<Vec<Api>>, first: usize, l: &Linker, request: &Reque
                 }
                 Request::Delete => api.try_call("DELETE", path, None).await,
             };
-            reply.ok_or_else(|| "no replica answered".to_string())
+            match reply {
+                Some(r) if matches!(r.status, 429 | 503) => {
+                    Err(format!("replicas stayed busy: {} {}", r.status, r.text))
+                }
+                Some(r) => Ok(r),
+                None => Err("no replica answered".to_string()),
+            }
         }
     })
     .await
