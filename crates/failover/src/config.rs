@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::decide::Policy;
 use crate::dns::{DnsName, Rfc2136Config};
+use crate::journey::JourneyConfig;
 use crate::leader::{DEFAULT_PREFIX, LeaderConfig, PairKeys};
 use crate::probe::ShellConfig;
 use crate::types::{PairName, RegionName};
@@ -122,6 +123,8 @@ pub struct ProbeConfig {
     pub service_name: String,
     /// The DNS server and TSIG key.
     pub dns: Rfc2136Config,
+    /// The active region's replicas and the synthetic journey's credentials and resources.
+    pub journey: JourneyConfig,
     /// Seconds between probes (default 5, 1–600).
     #[serde(default = "d5")]
     pub interval_secs: u64,
@@ -312,6 +315,14 @@ mod tests {
                 "server": "127.0.0.1:53",
                 "zone": "tether.test.",
                 "tsig": { "name": "tether-key", "secret": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0" }
+            },
+            "journey": {
+                "replicas": ["http://127.0.0.11:25080"],
+                "token_url": "http://127.0.0.30:25081/t/oauth2/v2.0/token",
+                "client_id": "prober",
+                "client_secret": "secret",
+                "source_id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/probe",
+                "target_id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/p/databases/probe"
             }
         })
     }

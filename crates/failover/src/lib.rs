@@ -11,6 +11,8 @@
 //!   compare-and-swap through prerequisites) and an in-memory fake;
 //! - [`probe`]: the IO shell that feeds observations to `decide` and carries out its
 //!   decisions through small traits;
+//! - [`journey`]: the real region probe — `/readyz` of the replicas plus the synthetic
+//!   journey through the public API;
 //! - [`config`]: the settings, with the defaults of DESIGN §5 and bounds on every value.
 //!
 //! Depends on `tether-store` (Postgres replication helpers) and nothing above it; it must
@@ -19,6 +21,7 @@
 pub mod config;
 pub mod decide;
 pub mod dns;
+pub mod journey;
 pub mod leader;
 pub mod probe;
 #[cfg(feature = "testing")]

@@ -6,8 +6,14 @@
 //! one tick can run the sequence as far as the world allows.
 //!
 //! Implementations here: [`Leadership`] for [`PairControl`] (etcd) and [`PgPromoter`]
-//! (Postgres through `tether-store`). The real [`RegionProbe`] — the synthetic journey
-//! against Tether's HTTP API — comes with `tether probe` (phase 2).
+//! (Postgres through `tether-store`); the real [`RegionProbe`] is
+//! [`crate::journey::HttpJourney`].
+//!
+//! Metrics (transitions only, never raw probes): `tether_failover_health_transitions_total{to}`,
+//! `tether_failover_phase_transitions_total{to}`, `tether_failover_refusals_total`,
+//! `tether_failover_actions_total{action,outcome}`, `tether_failover_active_down`, and the
+//! wall-clock time each health and phase was last entered
+//! (`tether_failover_{health,phase}_entered_seconds`), which the drill reads.
 //!
 //! Stop it with the cancellation token; it finishes the action in progress first (each is
 //! bounded by [`ShellConfig::action_timeout`]).
@@ -299,11 +305,15 @@ impl Prober {
                     tracing::warn!(region = %self.policy.active, from, to, "active region health changed");
                     metrics::counter!("tether_failover_health_transitions_total", "to" => *to)
                         .increment(1);
+                    metrics::gauge!("tether_failover_health_entered_seconds", "health" => *to)
+                        .set(unix_now());
                 }
                 Transition::Phase { from, to } => {
                     tracing::warn!(active = %self.policy.active, standby = %self.policy.standby, from, to, "failover phase changed");
                     metrics::counter!("tether_failover_phase_transitions_total", "to" => *to)
                         .increment(1);
+                    metrics::gauge!("tether_failover_phase_entered_seconds", "phase" => *to)
+                        .set(unix_now());
                     let now = Instant::now();
                     self.status.send_modify(|s| s.timeline.push((to, now)));
                 }
@@ -419,6 +429,15 @@ impl Prober {
             }
         }
     }
+}
+
+/// Seconds since the Unix epoch, for the `*_entered_seconds` gauges (wall clock, so that
+/// the drill can set them against its own timeline; never used for a decision).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 fn action_name(action: &Action) -> &'static str {

@@ -52,6 +52,14 @@ enum Command {
         #[arg(long)]
         state_file: Option<PathBuf>,
     },
+    /// Run the failover prober of a region pair: probes the active region, and fails over
+    /// to the standby when it is down (see docs/failover.md).
+    #[cfg(feature = "regions")]
+    Probe {
+        /// The configuration file (TOML); `TETHER__SECTION__KEY` environment variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 /// Parses the command line, runs the command, and turns its error into an exit code.
@@ -89,6 +97,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown).await
         }
         Command::Dev(args) => dev::run(args).await,
+        #[cfg(feature = "regions")]
+        Command::Probe { config } => crate::probe::run(&config).await,
         Command::Migrate { database_url } => {
             telemetry::init(LogFormat::Text);
             tether_store::connect(&database_url, &tether_store::StoreOptions::default())
