@@ -17,6 +17,7 @@ mod faults;
 mod hostile;
 mod lifecycle;
 mod operators;
+mod probe_journey;
 mod restart;
 mod rollback;
 mod sdk;
