@@ -27,4 +27,18 @@ done
 answer=$(dig_service | sort | tr '\n' ' ')
 [ -n "$answer" ] || fail "BIND ($DNS_ADDR:$DNS_PORT) does not answer for $SERVICE_NAME"
 echo "[check] dns $SERVICE_NAME -> $answer"
+
+# The tether processes, when up.sh started them (not with WITH_TETHER=0).
+if [ -e "$STATE/probe.toml" ]; then
+    curl -sf -o /dev/null "$MOCK_URL/$DEMO_TENANT/v2.0/.well-known/openid-configuration" || fail "the mock backend ($MOCK_URL) does not answer"
+    echo "[check] mock azure $MOCK_URL"
+    for addr in "${A_REPLICAS[@]}" "${B_REPLICAS[@]}"; do
+        curl -sf -o /dev/null "http://$addr:$TETHER_PORT/healthz" || fail "tether replica $addr does not answer"
+        ready=$(curl -s -o /dev/null -w '%{http_code}' "http://$addr:$TETHER_PORT/readyz" || true)
+        echo "[check] tether $addr:$TETHER_PORT live, readyz $ready"
+    done
+    metrics="http://$WITNESS_ADDR:$PROBE_METRICS_PORT/metrics"
+    curl -sf -o /dev/null "$metrics" || fail "the prober does not answer ($metrics)"
+    echo "[check] prober $metrics"
+fi
 echo "[check] ok"

@@ -25,8 +25,8 @@ stop_pid() {
     log "$name stopped"
 }
 
-# Placeholders for phase 2: the prober and the tether serve replicas go first.
-for pidfile in "$STATE"/probe.pid "$STATE"/tether-*.pid; do
+# The prober and the tether serve replicas first, then the mock backend.
+for pidfile in "$STATE"/probe.pid "$STATE"/tether-*.pid "$STATE"/mock-azure.pid; do
     [ -e "$pidfile" ] && stop_pid "$pidfile" "$(basename "$pidfile" .pid)"
 done
 

@@ -198,27 +198,158 @@ export DNS_TSIG_SECRET=$secret
 ENV
 chmod 600 "$STATE/env"
 
-# --- tether serve replicas and the prober (placeholders) -----------------------------------
+# --- The mock Azure backend, four tether serve replicas and the prober ---------------------
 #
-# TODO(phase 2, #10): start them once `tether serve` is region-aware and `tether probe`
-# exists. Each replica gets its own address, config and pid file, like etcd above:
-#
-#   for addr in "${A_REPLICAS[@]}"; do    # region A, active
-#       setsid tether serve --config "$STATE/tether-$addr.toml" \
-#           >>"$STATE/tether-$addr.log" 2>&1 </dev/null & echo $! >"$STATE/tether-$addr.pid"
-#   done
-#   # with [server] listen = "$addr:$TETHER_PORT", [database] url = $REGION_A_DATABASE_URL,
-#   # [region] name = "a", pair = "pair-1", etcd = $ETCD_ENDPOINTS,
-#   # public_endpoint = "http://$SERVICE_NAME:$TETHER_PORT"
-#
-#   for addr in "${B_REPLICAS[@]}"; do    # region B, passive until promoted
-#       ... the same with $REGION_B_DATABASE_URL and name = "b"
-#   done
-#
-#   # The prober, at the witness site:
-#   setsid tether probe --config "$STATE/probe.toml" >>"$STATE/probe.log" 2>&1 </dev/null &
-#   echo $! >"$STATE/probe.pid"
-#   # with the pair, both database URLs, $ETCD_ENDPOINTS, the DNS server, zone, name and
-#   # TSIG key from $STATE/env, interval 5 s, timeout 2 s, threshold 3.
+# WITH_TETHER=0 stops here (the infrastructure alone). Otherwise the tether binary is
+# $TETHER_BIN, or built with the `regions` feature (cargo build --features regions).
+
+if [ "${WITH_TETHER:-1}" = 1 ]; then
+    TETHER_BIN="$(tether_bin)"
+    [ -s "$STATE/secret.key" ] || { head -c 32 /dev/urandom | base64 >"$STATE/secret.key"; chmod 600 "$STATE/secret.key"; }
+
+    if alive "$STATE/mock-azure.pid"; then
+        log "mock azure already running"
+    else
+        setsid "$TETHER_BIN" mock-azure --listen "$WITNESS_ADDR:$MOCK_PORT" --state-file "$STATE/mock-azure.json" \
+            </dev/null >>"$STATE/mock-azure.log" 2>&1 &
+        echo $! >"$STATE/mock-azure.pid"
+        log "mock azure started on $MOCK_URL"
+    fi
+    poll 60 "the mock backend" curl -sf -o /dev/null "$MOCK_URL/$DEMO_TENANT/v2.0/.well-known/openid-configuration"
+
+    # replica_config REGION ADDR DATABASE_URL: the configuration of one replica.
+    replica_config() {
+        cat <<CONF
+# Written by deploy/local-regions/up.sh: replica $2 of region $1.
+[server]
+listen = "$2:$TETHER_PORT"
+public_url = "http://$SERVICE_NAME:$TETHER_PORT"
+location = "westus"
+retry_after_secs = 1
+instance_name = "tether-$1-$2"
+shutdown_grace_secs = 3
+
+[database]
+url = "$3"
+query_timeout_secs = 5
+acquire_timeout_secs = 2
+
+[auth]
+audiences = ["https://management.azure.com", "https://management.azure.com/"]
+allow_http_issuers = true
+bootstrap_owners = ["$DEMO_CLIENT_OBJECT_ID"]
+[[auth.issuers]]
+issuer = "$MOCK_URL/$DEMO_TENANT/v2.0"
+tenant_id = "$DEMO_TENANT"
+
+[secrets]
+key = "$(cat "$STATE/secret.key")"
+
+[azure]
+arm_endpoint = "$MOCK_URL"
+authority = "$MOCK_URL"
+tenant_id = "$DEMO_TENANT"
+client_id = "$DEMO_CLIENT_ID"
+client_secret = "$DEMO_CLIENT_SECRET"
+max_retries = 2
+request_timeout_secs = 10
+sql_data_plane = "$MOCK_URL/dataplane/sql"
+
+[throttle]
+per_principal_per_minute = 600000
+principal_burst = 100000
+
+[sagas]
+lease_ttl_secs = 3
+adopt_interval_secs = 0.5
+
+[region]
+name = "$1"
+pair = "$PAIR"
+etcd_endpoints = [$(etcd_list)]
+lease_ttl_secs = $LEASE_TTL_SECS
+
+[log]
+format = "json"
+CONF
+    }
+
+    start_replica() { # REGION ADDR DATABASE_URL
+        local pidfile="$STATE/tether-$2.pid"
+        if alive "$pidfile"; then
+            log "tether replica $2 (region $1) already running"
+            return
+        fi
+        replica_config "$@" >"$STATE/tether-$2.toml"
+        chmod 600 "$STATE/tether-$2.toml"
+        setsid "$TETHER_BIN" serve --config "$STATE/tether-$2.toml" \
+            </dev/null >>"$STATE/tether-$2.log" 2>&1 &
+        echo $! >"$pidfile"
+        log "tether replica $2 (region $1) started"
+    }
+    for addr in "${A_REPLICAS[@]}"; do start_replica a "$addr" "postgres://postgres@$A_ADDR:$PG_PORT/tether"; done
+    for addr in "${A_REPLICAS[@]}"; do poll 60 "replica $addr to be ready" curl -sf -o /dev/null "http://$addr:$TETHER_PORT/readyz"; done
+    for addr in "${B_REPLICAS[@]}"; do start_replica b "$addr" "postgres://postgres@$B_ADDR:$PG_PORT/tether"; done
+    for addr in "${B_REPLICAS[@]}"; do poll 60 "replica $addr to answer" curl -sf -o /dev/null "http://$addr:$TETHER_PORT/healthz"; done
+
+    replicas_a=""
+    for addr in "${A_REPLICAS[@]}"; do replicas_a+="${replicas_a:+, }\"http://$addr:$TETHER_PORT\""; done
+    standby_addrs=""
+    for addr in "${B_REPLICAS[@]}"; do standby_addrs+="${standby_addrs:+, }\"$addr\""; done
+    cat >"$STATE/probe.toml" <<CONF
+# Written by deploy/local-regions/up.sh: the prober of $PAIR, at the witness site.
+[probe]
+pair = "$PAIR"
+active = "a"
+standby = "b"
+standby_addrs = [$standby_addrs]
+etcd_endpoints = [$(etcd_list)]
+primary_database_url = "postgres://postgres@$A_ADDR:$PG_PORT/tether"
+standby_database_url = "postgres://postgres@$B_ADDR:$PG_PORT/tether"
+standby_application_name = "tether_b"
+service_name = "$SERVICE_NAME."
+interval_secs = $PROBE_INTERVAL_SECS
+timeout_ms = $PROBE_TIMEOUT_MS
+failure_threshold = $PROBE_FAILURES
+min_down_window_secs = $PROBE_MIN_DOWN_WINDOW_SECS
+lease_ttl_secs = $LEASE_TTL_SECS
+step_down_timeout_secs = $((3 * LEASE_TTL_SECS))
+record_ttl_secs = $RECORD_TTL_SECS
+
+[probe.dns]
+server = "$DNS_ADDR:$DNS_PORT"
+zone = "$ZONE."
+tsig = { name = "tether-key", secret = "$secret" }
+
+[probe.journey]
+replicas = [$replicas_a]
+token_url = "$MOCK_URL/$DEMO_TENANT/oauth2/v2.0/token"
+client_id = "$DEMO_CLIENT_ID"
+client_secret = "$DEMO_CLIENT_SECRET"
+source_id = "$PROBE_SOURCE_ID"
+target_id = "$PROBE_TARGET_ID"
+
+[metrics]
+listen = "$WITNESS_ADDR:$PROBE_METRICS_PORT"
+
+[log]
+format = "json"
+CONF
+    chmod 600 "$STATE/probe.toml"
+    if alive "$STATE/probe.pid"; then
+        log "prober already running"
+    else
+        setsid "$TETHER_BIN" probe --config "$STATE/probe.toml" </dev/null >>"$STATE/probe.log" 2>&1 &
+        echo $! >"$STATE/probe.pid"
+        log "prober started (metrics on http://$WITNESS_ADDR:$PROBE_METRICS_PORT/metrics)"
+    fi
+    poll 30 "the prober's metrics" curl -sf -o /dev/null "http://$WITNESS_ADDR:$PROBE_METRICS_PORT/metrics"
+    cat >>"$STATE/env" <<ENV
+export TETHER_BIN=$TETHER_BIN
+export MOCK_URL=$MOCK_URL
+export PROBE_METRICS_URL=http://$WITNESS_ADDR:$PROBE_METRICS_PORT/metrics
+export SERVICE_PORT=$TETHER_PORT
+ENV
+fi
 
 log "up: state in $STATE (source $STATE/env); check with check.sh, stop with down.sh"

@@ -1,7 +1,9 @@
 //! `deploy/local-regions/`: up.sh brings the two-region topology up (two Postgres clusters
 //! with streaming replication, three etcd members, BIND), check.sh finds every component
 //! answering, up.sh again changes nothing, and down.sh leaves no process and no state
-//! behind. Runs on its own port range and state directory.
+//! behind. Runs on its own port range and state directory, without the tether processes
+//! (`WITH_TETHER=0`: this crate cannot build the binary; the end-to-end failover test in
+//! `tests/` runs the whole topology).
 
 #![allow(
     clippy::unwrap_used,
@@ -26,6 +28,7 @@ impl Topology {
             .arg(scripts().join(script))
             .env("TETHER_REGIONS_DIR", self.state_dir())
             .env("PORT_BASE", self.port_base.to_string())
+            .env("WITH_TETHER", "0")
             .envs(extra_env.iter().copied())
             .output()
             .unwrap()
