@@ -13,6 +13,7 @@
 //!   decisions through small traits;
 //! - [`journey`]: the real region probe — `/readyz` of the replicas plus the synthetic
 //!   journey through the public API;
+//! - [`drill`]: the failover drill — client load through DNS, a kill, and the report;
 //! - [`config`]: the settings, with the defaults of DESIGN §5 and bounds on every value.
 //!
 //! Depends on `tether-store` (Postgres replication helpers) and nothing above it; it must
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod decide;
 pub mod dns;
+pub mod drill;
 pub mod journey;
 pub mod leader;
 pub mod probe;

@@ -1,7 +1,7 @@
 //! `tether-server`: the `tether` binary's library. [`Application::build`] wires the store, the
 //! adapters, the use-cases, the saga executor and the HTTP API from a [`config::Config`];
 //! [`cli`] holds the subcommands (`serve`, `dev`, `migrate`, `mock-azure`, and with the
-//! `regions` feature `probe`).
+//! `regions` feature `probe` and `drill`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use tracing::info;
 pub mod cli;
 pub mod config;
 mod dev;
+#[cfg(feature = "regions")]
+mod drill;
 #[cfg(feature = "regions")]
 mod probe;
 pub mod telemetry;
