@@ -34,8 +34,8 @@ if [ -e "$STATE/probe.toml" ]; then
     echo "[check] mock azure $MOCK_URL"
     for addr in "${A_REPLICAS[@]}" "${B_REPLICAS[@]}"; do
         curl -sf -o /dev/null "http://$addr:$TETHER_PORT/healthz" || fail "tether replica $addr does not answer"
-        ready=$(curl -s -o /dev/null -w '%{http_code}' "http://$addr:$TETHER_PORT/readyz" || true)
-        echo "[check] tether $addr:$TETHER_PORT live, readyz $ready"
+        ready=$(curl -s "http://$addr:$TETHER_PORT/readyz" | grep -o '"role":"[a-z]*"' || true)
+        echo "[check] tether $addr:$TETHER_PORT live ${ready:-(no role)}"
     done
     metrics="http://$WITNESS_ADDR:$PROBE_METRICS_PORT/metrics"
     curl -sf -o /dev/null "$metrics" || fail "the prober does not answer ($metrics)"

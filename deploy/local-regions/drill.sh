@@ -21,7 +21,7 @@ poll 60 "region a to lead" a_leads
 a_ready() {
     local addr
     for addr in "${A_REPLICAS[@]}"; do
-        curl -sf -o /dev/null "http://$addr:$TETHER_PORT/readyz" && return 0
+        curl -sf -o /dev/null "http://$addr:$TETHER_PORT/readyz?role=active" && return 0
     done
     return 1
 }

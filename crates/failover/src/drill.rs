@@ -164,10 +164,12 @@ impl DrillReport {
     }
 }
 
-/// Whether a replica's `/readyz` answer says it accepts writes: a 200 whose body says
-/// `"writable": true` (a standby or fenced replica is ready for reads, not for writes).
-pub fn replica_writable(status: u16, body: &Value) -> bool {
-    status == 200 && body["writable"] == Value::Bool(true)
+/// Whether a replica's `/readyz` answer says it accepts writes: its `role` is `active` (its
+/// region leads and it holds a write epoch), ready or not — a conservative count: an active
+/// replica whose database is failing still counts. Passive (standby or fenced) replicas
+/// answer writes 503.
+pub fn replica_writable(body: &Value) -> bool {
+    body["role"] == "active"
 }
 
 /// Resolves the service name at the DNS server, caching an answer for a while (like a
@@ -550,9 +552,8 @@ async fn sample_writable(
                         .send()
                         .await
                         .ok()?;
-                    let status = reply.status().as_u16();
                     let body = reply.json::<Value>().await.unwrap_or(Value::Null);
-                    Some(replica_writable(status, &body))
+                    Some(replica_writable(&body))
                 }
             });
             let answers = futures_util::future::join_all(checks).await;
@@ -625,10 +626,10 @@ mod tests {
 
     #[test]
     fn only_a_replica_that_says_so_is_writable() {
-        assert!(replica_writable(200, &json!({"writable": true})));
-        assert!(!replica_writable(200, &json!({"writable": false})));
-        assert!(!replica_writable(200, &json!({"status": "ready"})));
-        assert!(!replica_writable(503, &json!({"writable": true})));
+        assert!(replica_writable(&json!({"status": "ready", "role": "active"})));
+        assert!(replica_writable(&json!({"status": "not_ready", "role": "active"})));
+        assert!(!replica_writable(&json!({"status": "ready", "role": "passive"})));
+        assert!(!replica_writable(&json!({"status": "ready"})));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The real [`RegionProbe`]: a deep check of the active region's replicas (`GET /readyz`)
+//! The real [`RegionProbe`]: a deep check of the active region's replicas
+//! (`GET /readyz?role=active`)
 //! followed by the synthetic user journey through the public HTTP API — create, get,
 //! validate, update and delete one probe connection on probe resources — authenticated
 //! with a bearer token from an OAuth2 client-credentials endpoint (the mock backend's in
@@ -98,10 +99,11 @@ impl HttpJourney {
         })
     }
 
-    /// The first replica whose `/readyz` answers 200 (all are asked at once).
+    /// The first replica whose `/readyz?role=active` answers 200: it leads, its database is
+    /// a primary that took a heartbeat write, its saga loop runs (all are asked at once).
     async fn ready_replica(&self) -> Result<String, ProbeError> {
         let checks = self.config.replicas.iter().map(|base| async move {
-            let url = format!("{}/readyz", base.trim_end_matches('/'));
+            let url = format!("{}/readyz?role=active", base.trim_end_matches('/'));
             match self.http.get(&url).send().await {
                 Ok(r) if r.status().is_success() => Ok(base.trim_end_matches('/').to_string()),
                 Ok(r) => Err(format!("{base}: {}", r.status())),
