@@ -97,10 +97,11 @@ alive() {
     [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 
-# The etcd endpoints as a TOML array's items.
+# etcd_list [ENDPOINTS]: comma-separated endpoints (default $ETCD_ENDPOINTS) as a TOML
+# array's items.
 etcd_list() {
     local out="" e
-    IFS=, read -ra eps <<<"$ETCD_ENDPOINTS"
+    IFS=, read -ra eps <<<"${1:-$ETCD_ENDPOINTS}"
     for e in "${eps[@]}"; do out+="${out:+, }\"$e\""; done
     echo "$out"
 }

@@ -202,9 +202,17 @@ chmod 600 "$STATE/env"
 #
 # WITH_TETHER=0 stops here (the infrastructure alone). Otherwise the tether binary is
 # $TETHER_BIN, or built with the `regions` feature (cargo build --features regions).
+# The partition test routes region A's links through proxies it can cut: A's replicas reach
+# etcd at $A_ETCD_ENDPOINTS, the prober reaches A's replicas at $PROBE_ACTIVE_URLS and A's
+# database at $PROBE_PRIMARY_DATABASE_URL (all default to the direct addresses).
 
 if [ "${WITH_TETHER:-1}" = 1 ]; then
     TETHER_BIN="$(tether_bin)"
+    A_ETCD_ENDPOINTS="${A_ETCD_ENDPOINTS:-$ETCD_ENDPOINTS}"
+    direct_a=""
+    for addr in "${A_REPLICAS[@]}"; do direct_a+="${direct_a:+,}http://$addr:$TETHER_PORT"; done
+    PROBE_ACTIVE_URLS="${PROBE_ACTIVE_URLS:-$direct_a}"
+    PROBE_PRIMARY_DATABASE_URL="${PROBE_PRIMARY_DATABASE_URL:-postgres://postgres@$A_ADDR:$PG_PORT/tether}"
     [ -s "$STATE/secret.key" ] || { head -c 32 /dev/urandom | base64 >"$STATE/secret.key"; chmod 600 "$STATE/secret.key"; }
 
     if alive "$STATE/mock-azure.pid"; then
@@ -266,7 +274,7 @@ adopt_interval_secs = 0.5
 [region]
 name = "$1"
 pair = "$PAIR"
-etcd_endpoints = [$(etcd_list)]
+etcd_endpoints = [$(etcd_list "$4")]
 lease_ttl_secs = $LEASE_TTL_SECS
 
 [log]
@@ -274,7 +282,7 @@ format = "json"
 CONF
     }
 
-    start_replica() { # REGION ADDR DATABASE_URL
+    start_replica() { # REGION ADDR DATABASE_URL ETCD_ENDPOINTS
         local pidfile="$STATE/tether-$2.pid"
         if alive "$pidfile"; then
             log "tether replica $2 (region $1) already running"
@@ -287,13 +295,13 @@ CONF
         echo $! >"$pidfile"
         log "tether replica $2 (region $1) started"
     }
-    for addr in "${A_REPLICAS[@]}"; do start_replica a "$addr" "postgres://postgres@$A_ADDR:$PG_PORT/tether"; done
+    for addr in "${A_REPLICAS[@]}"; do start_replica a "$addr" "postgres://postgres@$A_ADDR:$PG_PORT/tether" "$A_ETCD_ENDPOINTS"; done
     for addr in "${A_REPLICAS[@]}"; do poll 60 "replica $addr to be ready" curl -sf -o /dev/null "http://$addr:$TETHER_PORT/readyz"; done
-    for addr in "${B_REPLICAS[@]}"; do start_replica b "$addr" "postgres://postgres@$B_ADDR:$PG_PORT/tether"; done
+    for addr in "${B_REPLICAS[@]}"; do start_replica b "$addr" "postgres://postgres@$B_ADDR:$PG_PORT/tether" "$ETCD_ENDPOINTS"; done
     for addr in "${B_REPLICAS[@]}"; do poll 60 "replica $addr to answer" curl -sf -o /dev/null "http://$addr:$TETHER_PORT/healthz"; done
 
     replicas_a=""
-    for addr in "${A_REPLICAS[@]}"; do replicas_a+="${replicas_a:+, }\"http://$addr:$TETHER_PORT\""; done
+    for url in ${PROBE_ACTIVE_URLS//,/ }; do replicas_a+="${replicas_a:+, }\"$url\""; done
     standby_addrs=""
     for addr in "${B_REPLICAS[@]}"; do standby_addrs+="${standby_addrs:+, }\"$addr\""; done
     cat >"$STATE/probe.toml" <<CONF
@@ -304,7 +312,7 @@ active = "a"
 standby = "b"
 standby_addrs = [$standby_addrs]
 etcd_endpoints = [$(etcd_list)]
-primary_database_url = "postgres://postgres@$A_ADDR:$PG_PORT/tether"
+primary_database_url = "$PROBE_PRIMARY_DATABASE_URL"
 standby_database_url = "postgres://postgres@$B_ADDR:$PG_PORT/tether"
 standby_application_name = "tether_b"
 service_name = "$SERVICE_NAME."

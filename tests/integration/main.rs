@@ -13,6 +13,8 @@ mod catalogue;
 mod chaos;
 mod conventions;
 mod crash;
+#[cfg(feature = "regions")]
+mod failover;
 mod faults;
 mod hostile;
 mod lifecycle;
