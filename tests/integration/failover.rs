@@ -142,7 +142,10 @@ async fn drill(sync: bool) {
         .find(|l| l.starts_with("operations terminal"))
         .unwrap();
     assert_eq!(number_after(terminal, "not terminal"), 0, "{report}");
-    assert!(number_after(terminal, "operations terminal") > 0, "{report}");
+    assert!(
+        number_after(terminal, "operations terminal") > 0,
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -240,13 +243,17 @@ async fn a_partitioned_region_fences_itself_before_the_standby_is_promoted() {
         .timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    tether_test_utils::eventually(Duration::from_secs(60), Duration::from_millis(100), async || {
-        if active(&http, &a_direct).await {
-            Ok(())
-        } else {
-            Err("region a is not active".to_string())
-        }
-    })
+    tether_test_utils::eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || {
+            if active(&http, &a_direct).await {
+                Ok(())
+            } else {
+                Err("region a is not active".to_string())
+            }
+        },
+    )
     .await;
     let metrics = format!("http://127.0.0.30:{}/metrics", topology.port(90));
 

@@ -141,7 +141,10 @@ impl DrillReport {
             format!("fencing    {} (fence wait over)", t(self.fencing)),
             format!("promotion  {} (standby promoted)", t(self.promotion)),
             format!("dns        {} (record switched)", t(self.dns)),
-            format!("total      {} (first acknowledged write after the kill)", t(self.rto)),
+            format!(
+                "total      {} (first acknowledged write after the kill)",
+                t(self.rto)
+            ),
             format!(
                 "acknowledged before the kill {}, present after failover {}",
                 self.acked_before, self.present_before
@@ -156,7 +159,8 @@ impl DrillReport {
             ),
             format!(
                 "RTO {} s, lost {} acknowledged, max writable regions {}",
-                self.rto.map_or_else(|| "-".to_string(), |s| format!("{s:.1}")),
+                self.rto
+                    .map_or_else(|| "-".to_string(), |s| format!("{s:.1}")),
                 self.lost(),
                 self.max_writable
             ),
@@ -239,7 +243,10 @@ struct Ledger {
 
 /// Runs the drill. Bounded: the load stops at recovery + `after_recovery`, or at
 /// `recovery_timeout` after the kill; the audit has bounds of its own.
-pub async fn run(config: DrillConfig, dns: Arc<dyn DnsProvider>) -> Result<DrillReport, DrillError> {
+pub async fn run(
+    config: DrillConfig,
+    dns: Arc<dyn DnsProvider>,
+) -> Result<DrillReport, DrillError> {
     if config.clients == 0 || config.clients > 64 {
         return Err(DrillError::Config("clients must be 1 to 64".into()));
     }
@@ -315,13 +322,7 @@ pub async fn run(config: DrillConfig, dns: Arc<dyn DnsProvider>) -> Result<Drill
 
     // Recovery: the first acknowledgement after the kill.
     let deadline = Instant::now() + config.recovery_timeout;
-    let first_after = |l: &Ledger| {
-        l.acked
-            .iter()
-            .filter(|a| a.at > killed)
-            .map(|a| a.at)
-            .min()
-    };
+    let first_after = |l: &Ledger| l.acked.iter().filter(|a| a.at > killed).map(|a| a.at).min();
     let mut recovered = None;
     while Instant::now() < deadline {
         let first = first_after(&lock_ledger(&ledger));
@@ -584,8 +585,16 @@ fn parse_timings(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         for (metric, label, kind) in [
-            ("tether_failover_health_entered_seconds{", "health=\"", "health"),
-            ("tether_failover_phase_entered_seconds{", "phase=\"", "phase"),
+            (
+                "tether_failover_health_entered_seconds{",
+                "health=\"",
+                "health",
+            ),
+            (
+                "tether_failover_phase_entered_seconds{",
+                "phase=\"",
+                "phase",
+            ),
         ] {
             let Some(rest) = line.strip_prefix(metric) else {
                 continue;
@@ -626,9 +635,15 @@ mod tests {
 
     #[test]
     fn only_a_replica_that_says_so_is_writable() {
-        assert!(replica_writable(&json!({"status": "ready", "role": "active"})));
-        assert!(replica_writable(&json!({"status": "not_ready", "role": "active"})));
-        assert!(!replica_writable(&json!({"status": "ready", "role": "passive"})));
+        assert!(replica_writable(
+            &json!({"status": "ready", "role": "active"})
+        ));
+        assert!(replica_writable(
+            &json!({"status": "not_ready", "role": "active"})
+        ));
+        assert!(!replica_writable(
+            &json!({"status": "ready", "role": "passive"})
+        ));
         assert!(!replica_writable(&json!({"status": "ready"})));
     }
 

@@ -249,7 +249,12 @@ impl HttpJourney {
         };
 
         let (status, op, body) = self
-            .call("create", Method::PUT, &url(""), Some(&properties("probe-1")))
+            .call(
+                "create",
+                Method::PUT,
+                &url(""),
+                Some(&properties("probe-1")),
+            )
             .await?;
         expect("create", status, &body)?;
         self.finish("create", base, op).await?;
@@ -267,7 +272,12 @@ impl HttpJourney {
         self.finish("validate", base, op).await?;
 
         let (status, op, body) = self
-            .call("update", Method::PATCH, &url(""), Some(&properties("probe-2")))
+            .call(
+                "update",
+                Method::PATCH,
+                &url(""),
+                Some(&properties("probe-2")),
+            )
             .await?;
         expect("update", status, &body)?;
         self.finish("update", base, op).await?;

@@ -63,7 +63,7 @@ enum Command {
     /// Run the failover drill against a running two-region deployment: client load through
     /// the DNS name, region A killed at a random moment, a report of RTO and lost writes.
     #[cfg(feature = "regions")]
-    Drill(crate::drill::DrillArgs),
+    Drill(Box<crate::drill::DrillArgs>),
 }
 
 /// Parses the command line, runs the command, and turns its error into an exit code.
@@ -104,7 +104,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         #[cfg(feature = "regions")]
         Command::Probe { config } => crate::probe::run(&config).await,
         #[cfg(feature = "regions")]
-        Command::Drill(args) => crate::drill::run_drill(args).await,
+        Command::Drill(args) => crate::drill::run_drill(*args).await,
         Command::Migrate { database_url } => {
             telemetry::init(LogFormat::Text);
             tether_store::connect(&database_url, &tether_store::StoreOptions::default())

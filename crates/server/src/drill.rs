@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use secrecy::SecretString;
-use tether_failover::dns::{DnsName, Rfc2136, Rfc2136Config, TsigKey, Transport};
+use tether_failover::dns::{DnsName, Rfc2136, Rfc2136Config, Transport, TsigKey};
 use tether_failover::drill::{DrillConfig, run};
 
 /// Options of `tether drill`.
