@@ -276,6 +276,7 @@ name = "$1"
 pair = "$PAIR"
 etcd_endpoints = [$(etcd_list "$4")]
 lease_ttl_secs = $LEASE_TTL_SECS
+public_endpoint = "http://$SERVICE_NAME:$TETHER_PORT"
 
 [log]
 format = "json"

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tether_model::authz::{AuditRecord, RoleAssignment, RoleAssignmentId, Scope};
-use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
+use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::{NewSaga, SagaStore};
@@ -285,6 +285,14 @@ pub struct AppliedRecord {
 pub trait Store: SagaStore {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Readiness: writes this replica's heartbeat row (a real write, refused by a read-only
+    /// standby) and removes rows of replicas silent for a day. Idempotent.
+    async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError>;
+
+    /// Whether the database is a standby replaying WAL (read-only): Postgres
+    /// `pg_is_in_recovery()`; SQLite never is.
+    async fn in_recovery(&self) -> Result<bool, StoreError>;
 
     /// A linker by scope and name (case-insensitive).
     async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError>;

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
@@ -55,10 +56,19 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        sqlx::migrate!("../../migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?;
+        // A standby is read-only: its schema is the primary's, replicated (the primary's
+        // replicas migrate it).
+        let (recovering,): (bool,) = sqlx::query_as("select pg_is_in_recovery()")
+            .fetch_one(&pool)
+            .await?;
+        if recovering {
+            tracing::info!("the database is a standby: migrations are left to the primary");
+        } else {
+            sqlx::migrate!("../../migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Database(e.into()))?;
+        }
         Ok(Self {
             pool,
             timeout: options.query_timeout,
@@ -76,6 +86,34 @@ impl Store for PgStore {
                 .map(drop)?)
         };
         crate::timed(self.timeout, ping).await
+    }
+
+    async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
+        let beat = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "insert into replica_heartbeat (instance, beat_at) values ($1, now())
+                 on conflict (instance) do update set beat_at = excluded.beat_at",
+            )
+            .bind(instance.as_str())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("delete from replica_heartbeat where beat_at < now() - interval '1 day'")
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx.commit().await?)
+        };
+        crate::timed(self.timeout, beat).await
+    }
+
+    async fn in_recovery(&self) -> Result<bool, StoreError> {
+        let query = async {
+            let (recovering,): (bool,) = sqlx::query_as("select pg_is_in_recovery()")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(recovering)
+        };
+        crate::timed(self.timeout, query).await
     }
 
     async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
@@ -202,10 +240,11 @@ impl SagaStore for PgStore {
         ttl: Duration,
         events: &[SagaEvent],
         state: Option<(SagaState, Option<&StepError>)>,
+        epoch: Epoch,
     ) -> Result<Ack, SagaStoreError> {
         crate::timed(
             self.timeout,
-            saga::record(&self.pool, id, lease, ttl, events, state),
+            saga::record(&self.pool, id, lease, ttl, events, state, epoch),
         )
         .await
     }
@@ -216,10 +255,11 @@ impl SagaStore for PgStore {
         lease: &Lease,
         events: &[SagaEvent],
         outcome: &SagaOutcome,
+        epoch: Epoch,
     ) -> Result<(), SagaStoreError> {
         crate::timed(
             self.timeout,
-            saga::finish(&self.pool, id, lease, events, outcome),
+            saga::finish(&self.pool, id, lease, events, outcome, epoch),
         )
         .await
     }
