@@ -6,7 +6,8 @@
 //!   the name at the DNS server (as a client would, caching an answer for `dns_cache`). A
 //!   create is *acknowledged* when the service answered it with a success status.
 //! - **Kill**: `kill` (a shell command) runs once, at a random moment in `kill_window`.
-//! - **Recovery**: the first acknowledged create after the kill. The load goes on for
+//! - **Recovery**: the first acknowledged create sent after the kill (all times are
+//!   measured from the kill's start; the kill itself takes a moment). The load goes on for
 //!   `after_recovery`, then stops. Everything is bounded by `recovery_timeout`.
 //! - **Audit**: every acknowledged connection is read back through the name (present or
 //!   lost), and every acknowledged operation is followed to a terminal status (bounded).
@@ -89,6 +90,7 @@ pub struct DrillConfig {
 #[derive(Debug, Clone)]
 struct Acked {
     name: String,
+    sent: SystemTime,
     at: SystemTime,
     operation: Option<String>,
 }
@@ -308,6 +310,7 @@ pub async fn run(
         .arg(&config.kill)
         .status()
         .await;
+    let kill_done = SystemTime::now();
     match kill {
         Ok(status) if status.success() => {}
         Ok(status) => {
@@ -354,7 +357,7 @@ pub async fn run(
             .map(|t| t - unix(killed))
             .filter(|d| *d >= 0.0)
     };
-    let before: Vec<&Acked> = acked.iter().filter(|a| a.at <= killed).collect();
+    let before: Vec<&Acked> = acked.iter().filter(|a| a.at <= kill_done).collect();
     Ok(DrillReport {
         detection: since_kill("health:down"),
         fencing: since_kill("phase:lag_gate"),
@@ -433,6 +436,7 @@ async fn load(
                          "secretInfo": {"secretType": "rawValue", "value": format!("pw-{n}")}},
             "clientType": "python",
         }});
+        let sent_at = SystemTime::now();
         let sent = http
             .put(linker_url(&base, &config, &name))
             .bearer_auth(&token)
@@ -455,6 +459,7 @@ async fn load(
             match acked {
                 Some(operation) => l.acked.push(Acked {
                     name,
+                    sent: sent_at,
                     at: SystemTime::now(),
                     operation,
                 }),

@@ -183,6 +183,11 @@ pub struct Prober {
     last_step_down: bool,
 }
 
+/// How often a failover waiting for the active region's key to go looks again (the wait
+/// is measured from when the key is first *seen* vacant, so looking only every interval
+/// would add up to an interval to every failover).
+const FENCE_POLL: Duration = Duration::from_secs(1);
+
 async fn bounded<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, ProbeError>>,
@@ -223,14 +228,15 @@ impl Prober {
         self.status.subscribe()
     }
 
-    /// Runs until cancelled: one tick every interval, plus a tick (without a probe) the
-    /// moment the fence wait can end, so that the wait does not also wait for the next
-    /// interval.
+    /// Runs until cancelled: one tick every interval, plus observations (without a probe)
+    /// while a failover waits on the leader key: every [`FENCE_POLL`] while the key is still
+    /// held, and the moment the fence wait can end, so that the wait does not also wait for
+    /// the next interval.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut ticks = tokio::time::interval(self.config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wake = self.fence_wait_ends();
+            let wake = self.next_wake();
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = ticks.tick() => self.step(true).await,
@@ -241,8 +247,8 @@ impl Prober {
         }
     }
 
-    /// When the current fence wait can end, if one is under way and that is in the future.
-    fn fence_wait_ends(&self) -> Option<Instant> {
+    /// When to observe again before the next tick, if a failover waits on the leader key.
+    fn next_wake(&self) -> Option<Instant> {
         match self.status.borrow().state.phase {
             Phase::FenceWait {
                 vacant_since: Some(since),
@@ -252,6 +258,10 @@ impl Prober {
                     Instant::from_std(since + self.policy.lease_ttl + self.policy.fence_margin);
                 (at > Instant::now()).then_some(at)
             }
+            Phase::StepDownRequested { .. }
+            | Phase::FenceWait {
+                vacant_since: None, ..
+            } => Some(Instant::now() + FENCE_POLL.min(self.config.interval)),
             _ => None,
         }
     }
@@ -351,7 +361,16 @@ impl Prober {
             self.leadership.step_down_requested(&self.policy.active),
         );
         let role = bounded(limit, self.promoter.standby_role());
-        let lag = bounded(limit, self.promoter.lag());
+        // The lag is sampled once per tick, with the probe: a dead primary makes the call
+        // wait for its bound, and the observations between ticks (after an action, during
+        // the fence wait) must not each wait for it too. The last sample stands.
+        let lag = async {
+            if with_probe {
+                Some(bounded(limit, self.promoter.lag()).await)
+            } else {
+                None
+            }
+        };
         let dns = bounded(limit, async {
             self.dns
                 .read(&self.config.service_name)
@@ -360,7 +379,7 @@ impl Prober {
         });
         let (probe, leader, step_down, role, lag, dns) =
             tokio::join!(probe, leader, step_down, role, lag, dns);
-        if let Ok(lag) = lag {
+        if let Some(Ok(lag)) = lag {
             // The last measurement stands when the primary can no longer be asked.
             self.last_lag = Some(lag);
         }
