@@ -323,9 +323,16 @@ pub async fn run(
         }
     }
 
-    // Recovery: the first acknowledgement after the kill.
     let deadline = Instant::now() + config.recovery_timeout;
-    let first_after = |l: &Ledger| l.acked.iter().filter(|a| a.at > killed).map(|a| a.at).min();
+    // Recovery: the first acknowledgement of a request sent once region A was dead (one
+    // sent before may still have been acknowledged by A while the kill went on).
+    let first_after = |l: &Ledger| {
+        l.acked
+            .iter()
+            .filter(|a| a.sent > kill_done)
+            .map(|a| a.at)
+            .min()
+    };
     let mut recovered = None;
     while Instant::now() < deadline {
         let first = first_after(&lock_ledger(&ledger));

@@ -361,12 +361,14 @@ impl Prober {
             self.leadership.step_down_requested(&self.policy.active),
         );
         let role = bounded(limit, self.promoter.standby_role());
-        // The lag is sampled once per tick, with the probe: a dead primary makes the call
-        // wait for its bound, and the observations between ticks (after an action, during
-        // the fence wait) must not each wait for it too. The last sample stands.
+        // The lag is sampled once per tick, with the probe, within a quarter of the bound of
+        // the other observations (a healthy primary answers in milliseconds): a dead
+        // primary makes the call wait for its whole bound, and the tick's decision, or the
+        // observations between ticks (after an action, during the fence wait), must not
+        // wait for it too. The last sample stands.
         let lag = async {
             if with_probe {
-                Some(bounded(limit, self.promoter.lag()).await)
+                Some(bounded(limit / 4, self.promoter.lag()).await)
             } else {
                 None
             }
