@@ -30,6 +30,12 @@ const FAST: &[(&str, &str)] = &[
     ("RECORD_TTL_SECS", "1"),
 ];
 
+/// The binary under test: `TETHER_BIN` when set (a copy that a concurrent build cannot
+/// replace during the minutes these tests run), else the one cargo built.
+fn binary() -> String {
+    std::env::var("TETHER_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-regions")
 }
@@ -60,7 +66,7 @@ impl Topology {
             .args(args)
             .env("TETHER_REGIONS_DIR", self.state())
             .env("PORT_BASE", self.port_base.to_string())
-            .env("TETHER_BIN", BIN)
+            .env("TETHER_BIN", binary())
             .envs(FAST.iter().map(|(k, v)| (*k, *v)))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .kill_on_drop(true)
