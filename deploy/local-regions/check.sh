@@ -34,7 +34,7 @@ if [ -e "$STATE/probe.toml" ]; then
     echo "[check] mock azure $MOCK_URL"
     for addr in "${A_REPLICAS[@]}" "${B_REPLICAS[@]}"; do
         curl -sf -o /dev/null "http://$addr:$TETHER_PORT/healthz" || fail "tether replica $addr does not answer"
-        ready=$(curl -s "http://$addr:$TETHER_PORT/readyz" | grep -o '"role":"[a-z]*"' || true)
+        ready=$(curl -s "http://$addr:$TETHER_PORT/readyz" | grep -o '"role":"\(active\|passive\)"' || true)
         echo "[check] tether $addr:$TETHER_PORT live ${ready:-(no role)}"
     done
     metrics="http://$WITNESS_ADDR:$PROBE_METRICS_PORT/metrics"

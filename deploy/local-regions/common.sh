@@ -119,6 +119,16 @@ tether_bin() {
     echo "$target/debug/tether"
 }
 
+# launch_replica ADDR: starts the tether replica whose configuration up.sh wrote to
+# $STATE/tether-ADDR.toml, unless it runs.
+launch_replica() {
+    local pidfile="$STATE/tether-$1.pid"
+    alive "$pidfile" && return 1
+    setsid "$TETHER_BIN" serve --config "$STATE/tether-$1.toml" \
+        </dev/null >>"$STATE/tether-$1.log" 2>&1 &
+    echo $! >"$pidfile"
+}
+
 etcd_ctl() {
     ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=2s --command-timeout=3s "$@"
 }

@@ -57,6 +57,8 @@ port = $PG_PORT
 unix_socket_directories = '$STATE/sock-a'
 cluster_name = 'tether_a'
 wal_level = replica
+# pg_rewind (failback: the old primary rewound into a standby of the new one) needs it.
+wal_log_hints = on
 max_wal_senders = 8
 wal_keep_size = '256MB'
 CONF
@@ -284,16 +286,13 @@ CONF
     }
 
     start_replica() { # REGION ADDR DATABASE_URL ETCD_ENDPOINTS
-        local pidfile="$STATE/tether-$2.pid"
-        if alive "$pidfile"; then
+        if alive "$STATE/tether-$2.pid"; then
             log "tether replica $2 (region $1) already running"
             return
         fi
         replica_config "$@" >"$STATE/tether-$2.toml"
         chmod 600 "$STATE/tether-$2.toml"
-        setsid "$TETHER_BIN" serve --config "$STATE/tether-$2.toml" \
-            </dev/null >>"$STATE/tether-$2.log" 2>&1 &
-        echo $! >"$pidfile"
+        launch_replica "$2"
         log "tether replica $2 (region $1) started"
     }
     for addr in "${A_REPLICAS[@]}"; do start_replica a "$addr" "postgres://postgres@$A_ADDR:$PG_PORT/tether" "$A_ETCD_ENDPOINTS"; done
