@@ -3,13 +3,14 @@
 //! serves writes while b serves reads and answers writes `503 RegionNotActive`; a saga
 //! started in a stops halfway when a dies; after a's lease is gone, b's database promoted
 //! and b leading, b accepts writes and finishes a's saga; and a commit carrying a's epoch
-//! is refused by the promoted database.
+//! is refused by the promoted database. And a region cut off from etcd fences itself (reads
+//! served, writes refused) before the standby can lead: never two active regions.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use tether_failover::leader::{PairControl, PairKeys};
-use tether_failover::testing::EtcdServer;
+use tether_failover::testing::{EtcdServer, TcpProxy};
 use tether_failover::{PairName, RegionName};
 use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
@@ -229,5 +230,120 @@ async fn the_standby_region_takes_over_and_finishes_the_active_region_s_sagas() 
         "{current:?}"
     );
     drop(b);
+    env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_region_cut_off_from_etcd_stops_writing_before_the_standby_leads() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut link = TcpProxy::start(etcd.endpoint().trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let pair = PgPair::start(false).await.unwrap();
+    let env = env(Backend::Postgres).await;
+    let (primary_url, standby_url) = (pair.primary.url(), pair.standby.url());
+    // Region a reaches etcd only through a link the test cuts.
+    let a = env.spawn_with(region("a", &primary_url, &link.url())).await;
+    ready_as(&a, "active").await;
+    let b = env
+        .spawn_with(region("b", &standby_url, &etcd.endpoint()))
+        .await;
+    ready_as(&b, "passive").await;
+
+    // Watch both replicas for the whole test: never are both active at once.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (a_url, b_url, stop) = (a.url.clone(), b.url.clone(), watching.clone());
+        async move {
+            let active = async |url: &str| {
+                reqwest::get(format!("{url}/readyz?role=active"))
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            };
+            let mut samples = 0u32;
+            while stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (a, b) = tokio::join!(active(&a_url), active(&b_url));
+                assert!(!(a && b), "two active regions");
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            samples
+        }
+    });
+
+    link.cut().await;
+    // a fences itself within its lease TTL: it still serves reads, refuses writes.
+    let fenced = eventually(SOON, Duration::from_millis(50), async || {
+        match readyz(&a).await {
+            Some((200, body)) if body["role"] == "passive" => Ok(body),
+            other => Err(format!("a not fenced yet: {other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(fenced["region"]["lease"], "fenced");
+    assert_eq!(
+        fenced["database"]["role"], "primary",
+        "its database is still writable"
+    );
+    let refused = a
+        .api
+        .put_linker(
+            WEB_APP_ID,
+            "cut",
+            secret_linker(PG_DATABASE_ID, "pw-cut-1", "python", false),
+        )
+        .await;
+    assert_eq!((refused.status, refused.code()), (503, "RegionNotActive"));
+
+    // The prober's sequence; b leads, a (writable database, no etcd) still refuses writes.
+    let keys = PairKeys {
+        endpoints: vec![etcd.endpoint()],
+        prefix: "/tether".into(),
+        pair: PairName::parse("ab").unwrap(),
+    };
+    let control = PairControl::connect(keys, Duration::from_secs(2))
+        .await
+        .unwrap();
+    control
+        .request_step_down(&RegionName::parse("a").unwrap())
+        .await
+        .unwrap();
+    eventually(SOON, Duration::from_millis(100), async || {
+        match control.leader().await {
+            Ok(None) => Ok(()),
+            other => Err(format!("a's key is still held: {other:?}")),
+        }
+    })
+    .await;
+    Replication::connect(&standby_url)
+        .await
+        .unwrap()
+        .promote(Duration::from_secs(30))
+        .await
+        .unwrap();
+    ready_as(&b, "active").await;
+    let accepted = b
+        .api
+        .put_linker(
+            WEB_APP_ID,
+            "after",
+            secret_linker(PG_DATABASE_ID, "pw-after-1", "python", false),
+        )
+        .await;
+    assert_eq!(b.api.wait(&accepted).await["status"], "Succeeded");
+    let refused = a
+        .api
+        .put_linker(
+            WEB_APP_ID,
+            "late",
+            secret_linker(PG_DATABASE_ID, "pw-late-1", "python", false),
+        )
+        .await;
+    assert_eq!((refused.status, refused.code()), (503, "RegionNotActive"));
+
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let samples = watcher.await.expect("no two active regions");
+    assert!(samples > 0);
+    drop((a, b));
     env.teardown().await;
 }
