@@ -293,9 +293,6 @@ pub struct AppliedRecord {
 /// none is held across a call to anything else.
 #[async_trait]
 pub trait Store: SagaStore {
-    /// Checks that the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-
     /// Readiness: writes this replica's heartbeat row (a real write, refused by a read-only
     /// standby) and removes rows of replicas silent for a day. Idempotent.
     async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError>;

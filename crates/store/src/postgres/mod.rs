@@ -95,16 +95,6 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        let ping = async {
-            Ok(sqlx::query("select 1")
-                .execute(&self.pool)
-                .await
-                .map(drop)?)
-        };
-        crate::timed(self.timeout, ping).await
-    }
-
     async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
         let beat = async {
             let mut tx = self.pool.begin().await?;
