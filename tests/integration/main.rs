@@ -20,6 +20,8 @@ mod hostile;
 mod lifecycle;
 mod operators;
 mod probe_journey;
+#[cfg(feature = "regions")]
+mod regions;
 mod restart;
 mod rollback;
 mod sdk;

@@ -115,11 +115,6 @@ impl App {
         &self.executor
     }
 
-    /// Checks that the store answers (readiness).
-    pub async fn ready(&self) -> Result<(), tether_model::Error> {
-        Ok(self.store.ping().await?)
-    }
-
     /// Up to `limit` sagas in `state` (every unfinished one when `None`), most recently
     /// changed first, for operators.
     pub async fn sagas(

@@ -1284,4 +1284,40 @@ retention_days = 30
             Ok(())
         });
     }
+
+    #[cfg(feature = "regions")]
+    #[test]
+    fn a_region_section_is_read_with_defaults_and_checked() {
+        let region = "\n[region]\nname = \"a\"\npair = \"ab\"\netcd_endpoints = [\"http://127.0.0.1:2379\"]\n";
+        let config = load(&format!("{VALID}{region}")).unwrap();
+        let section = config.region.expect("a region");
+        assert_eq!(
+            (section.lease_ttl_secs, section.etcd_prefix.as_str()),
+            (10, "/tether")
+        );
+        assert_eq!(section.role_check_interval(), Duration::from_secs(1));
+        assert!(
+            load(VALID).unwrap().region.is_none(),
+            "no section: no regions"
+        );
+        for (bad, key) in [
+            (region.replace("\"a\"", "\"A B\""), "region.name"),
+            (region.replace("\"ab\"", "\"\""), "region.pair"),
+            (
+                format!("{region}lease_ttl_secs = 1\n"),
+                "region.lease_ttl_secs",
+            ),
+            (
+                region.replace("[\"http://127.0.0.1:2379\"]", "[]"),
+                "region.etcd_endpoints",
+            ),
+            (
+                format!("{region}role_check_interval_ms = 0\n"),
+                "region.role_check_interval_ms",
+            ),
+        ] {
+            let err = format!("{:#}", load(&format!("{VALID}{bad}")).unwrap_err());
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
 }

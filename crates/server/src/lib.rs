@@ -138,16 +138,19 @@ impl Application {
     }
 }
 
+/// The write gate, and the region's view for readiness (`None` without regions).
+type RegionParts = (
+    Arc<dyn WriteGate>,
+    Option<Arc<dyn tether_api::RegionReport>>,
+);
+
 /// The write gate and the readiness view: a leadership member when `[region]` is set
 /// (`regions` feature), otherwise a gate that is always open.
 #[cfg(feature = "regions")]
 fn region_parts(
     config: &Config,
     store: &Arc<dyn tether_store::Store>,
-) -> anyhow::Result<(
-    Arc<dyn WriteGate>,
-    Option<Arc<dyn tether_api::RegionReport>>,
-)> {
+) -> anyhow::Result<RegionParts> {
     match &config.region {
         Some(section) => {
             let region = Arc::new(region::Region::start(section, store.clone())?);
@@ -162,10 +165,7 @@ fn region_parts(
 fn region_parts(
     _config: &Config,
     _store: &Arc<dyn tether_store::Store>,
-) -> anyhow::Result<(
-    Arc<dyn WriteGate>,
-    Option<Arc<dyn tether_api::RegionReport>>,
-)> {
+) -> anyhow::Result<RegionParts> {
     Ok((Arc::new(SingleRegion), None))
 }
 

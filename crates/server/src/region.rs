@@ -78,16 +78,24 @@ async fn watch_role(
     }
 }
 
-/// Logs each leadership transition once.
+/// Logs each leadership transition once and exposes it: `tether_region_leader` (1 while
+/// this replica's region leads, else 0) and `tether_region_epoch` (the last epoch seen).
 async fn log_transitions(mut states: tether_failover::leader::StateWatch, stop: CancellationToken) {
     loop {
         let state = tokio::select! {
             _ = stop.cancelled() => return,
             s = states.changed() => s,
         };
-        match state {
-            Some(state) => info!(state = ?state, "region leadership changed"),
-            None => return,
+        let Some(state) = state else { return };
+        info!(state = ?state, "region leadership changed");
+        let (leads, epoch) = match &state {
+            LeaderState::Leader { epoch } => (true, Some(*epoch)),
+            LeaderState::Follower { epoch, .. } => (false, *epoch),
+            LeaderState::Fenced => (false, None),
+        };
+        metrics::gauge!("tether_region_leader").set(if leads { 1.0 } else { 0.0 });
+        if let Some(epoch) = epoch {
+            metrics::gauge!("tether_region_epoch").set(epoch.get() as f64);
         }
     }
 }

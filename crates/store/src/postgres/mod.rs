@@ -27,6 +27,10 @@ mod authz;
 mod linker;
 mod saga;
 
+/// How much longer than the application's own bound the server's `statement_timeout` is:
+/// enough that the application always gives up first (see [`PgStore::connect`]).
+pub const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+
 /// A Postgres-backed [`Store`].
 #[derive(Clone)]
 pub struct PgStore {
@@ -36,15 +40,28 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects (with a bounded pool) and applies the migrations. Every session gets
-    /// `statement_timeout` and `lock_timeout` (the query timeout), an idle-in-transaction
-    /// timeout, and TCP keep-alives, so neither a slow query nor a dead peer holds a
-    /// connection for long.
+    /// `lock_timeout` (the query timeout), `statement_timeout` (the query timeout plus
+    /// [`SERVER_TIMEOUT_MARGIN`]), an idle-in-transaction timeout, and TCP keep-alives, so
+    /// neither a slow query nor a dead peer holds a connection for long.
+    ///
+    /// Synchronous replication: a commit waits for the standby. Postgres ends that wait
+    /// early when the statement is canceled — by `statement_timeout` too — and then reports
+    /// the commit as *successful* with only a WARNING ("canceling wait for synchronous
+    /// replication"): the commit is local, not replicated, and would be lost by a failover.
+    /// So the application bounds the wait itself: every store call is abandoned after the
+    /// query timeout ([`StoreError::TimedOut`], a failure; its connection is dropped), which
+    /// always fires before the server's `statement_timeout` can cancel the wait.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         let millis = options.query_timeout.as_millis().to_string();
+        let statement_millis = options
+            .query_timeout
+            .saturating_add(SERVER_TIMEOUT_MARGIN)
+            .as_millis()
+            .to_string();
         let connect = PgConnectOptions::from_str(url)?
             .application_name("tether")
             .options([
-                ("statement_timeout", millis.as_str()),
+                ("statement_timeout", statement_millis.as_str()),
                 ("lock_timeout", millis.as_str()),
                 ("idle_in_transaction_session_timeout", millis.as_str()),
                 ("tcp_keepalives_idle", "10"),
@@ -78,16 +95,6 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        let ping = async {
-            Ok(sqlx::query("select 1")
-                .execute(&self.pool)
-                .await
-                .map(drop)?)
-        };
-        crate::timed(self.timeout, ping).await
-    }
-
     async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
         let beat = async {
             let mut tx = self.pool.begin().await?;

@@ -97,16 +97,6 @@ fn ms(d: Duration) -> i64 {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        let ping = async {
-            Ok(sqlx::query("select 1")
-                .execute(&self.reader)
-                .await
-                .map(drop)?)
-        };
-        crate::timed(self.timeout, ping).await
-    }
-
     async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
         let beat = async {
             let mut tx = self.writer.begin().await?;
