@@ -347,7 +347,8 @@ pub async fn run(
     }
     stop.cancel();
     while clients.join_next().await.is_some() {}
-    let max_writable = sampler.await.unwrap_or_default();
+    // A sampler that panicked saw nothing: report more regions than one could ever be.
+    let max_writable = sampler.await.unwrap_or(usize::MAX);
 
     let (acked, failed) = {
         let l = lock_ledger(&ledger);
@@ -520,16 +521,10 @@ async fn audit(
             terminal += 1;
             continue;
         };
-        let Ok(url) = reqwest::Url::parse(operation) else {
-            continue;
-        };
-        let url = format!(
-            "{base}{}{}",
-            url.path(),
-            url.query().map(|q| format!("?{q}")).unwrap_or_default()
-        );
+        // The operation's own URL: it names the service's DNS name, which the client
+        // resolves (clients poll operation status through the name).
         while Instant::now() < deadline {
-            let status = match http.get(&url).bearer_auth(token).send().await {
+            let status = match http.get(operation).bearer_auth(token).send().await {
                 Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
                 _ => None,
             };
