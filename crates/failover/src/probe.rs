@@ -28,7 +28,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{
-    Action, DbRole, Decision, LagSample, LeaderObservation, Observation, OperatorInput, Phase,
+    Action, DbRole, Decision, Health, LagSample, LeaderObservation, Observation, OperatorInput, Phase,
     Policy, ProbeOutcome, RegionHealth, StandbyObservation, Transition, decide,
 };
 use crate::dns::{DnsName, DnsProvider, Swap};
@@ -183,10 +183,11 @@ pub struct Prober {
     last_step_down: bool,
 }
 
-/// How often a failover waiting for the active region's key to go looks again (the wait
-/// is measured from when the key is first *seen* vacant, so looking only every interval
-/// would add up to an interval to every failover).
-const FENCE_POLL: Duration = Duration::from_secs(1);
+/// The period of the extra steps between ticks: probes while the active region is suspect,
+/// and looks at the leader key while a failover waits for it to go (the fence wait is
+/// measured from when the key is first *seen* vacant, so looking only every interval would
+/// add up to an interval to every failover).
+const QUICK_STEP: Duration = Duration::from_secs(1);
 
 async fn bounded<T>(
     limit: Duration,
@@ -228,10 +229,12 @@ impl Prober {
         self.status.subscribe()
     }
 
-    /// Runs until cancelled: one tick every interval, plus observations (without a probe)
-    /// while a failover waits on the leader key: every [`FENCE_POLL`] while the key is still
-    /// held, and the moment the fence wait can end, so that the wait does not also wait for
-    /// the next interval.
+    /// Runs until cancelled: one tick every interval, plus extra steps in between: a probe
+    /// every [`QUICK_STEP`] while the active region is suspect (so the failures that make
+    /// it down come as fast as the policy's window allows, not one interval apart), and,
+    /// while a failover waits on the leader key, an observation (without a probe) every
+    /// [`QUICK_STEP`] while the key is held and the moment the fence wait can end, so
+    /// that the wait does not also wait for the next interval.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut ticks = tokio::time::interval(self.config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,28 +243,31 @@ impl Prober {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = ticks.tick() => self.step(true).await,
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                    self.step(false).await;
+                _ = tokio::time::sleep_until(wake.map_or_else(Instant::now, |(at, _)| at)), if wake.is_some() => {
+                    self.step(wake.is_some_and(|(_, probe)| probe)).await;
                 }
             }
         }
     }
 
-    /// When to observe again before the next tick, if a failover waits on the leader key.
-    fn next_wake(&self) -> Option<Instant> {
-        match self.status.borrow().state.phase {
+    /// When to step again before the next tick, and whether with a probe.
+    fn next_wake(&self) -> Option<(Instant, bool)> {
+        let soon = Instant::now() + QUICK_STEP.min(self.config.interval);
+        let state = &self.status.borrow().state;
+        match state.phase {
+            Phase::Idle if matches!(state.health, Health::Suspect { .. }) => Some((soon, true)),
             Phase::FenceWait {
                 vacant_since: Some(since),
                 ..
             } => {
                 let at =
                     Instant::from_std(since + self.policy.lease_ttl + self.policy.fence_margin);
-                (at > Instant::now()).then_some(at)
+                (at > Instant::now()).then_some((at, false))
             }
             Phase::StepDownRequested { .. }
             | Phase::FenceWait {
                 vacant_since: None, ..
-            } => Some(Instant::now() + FENCE_POLL.min(self.config.interval)),
+            } => Some((soon, false)),
             _ => None,
         }
     }
