@@ -28,8 +28,8 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{
-    Action, DbRole, Decision, Health, LagSample, LeaderObservation, Observation, OperatorInput, Phase,
-    Policy, ProbeOutcome, RegionHealth, StandbyObservation, Transition, decide,
+    Action, DbRole, Decision, Health, LagSample, LeaderObservation, Observation, OperatorInput,
+    Phase, Policy, ProbeOutcome, RegionHealth, StandbyObservation, Transition, decide,
 };
 use crate::dns::{DnsName, DnsProvider, Swap};
 use crate::leader::{ErrorChain, PairControl};
