@@ -368,6 +368,96 @@ async fn lists_page_with_tamper_proof_next_links() {
     env.teardown().await;
 }
 
+/// `configurationNames` lists the catalogue's keys page by page (every answer checked against
+/// the OpenAPI document), narrows with `$filter`, and, like `daprConfigurations`, exists from
+/// 2024-04-01 on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalogue_operations_list_configuration_names_and_dapr_templates() {
+    let (env, r) = start().await;
+    let names_path = "/providers/Microsoft.ServiceLinker/configurationNames";
+    for version in ["2024-04-01", "2024-07-01-preview"] {
+        let api = r.api.version(version);
+        let mut reply = api.call("GET", names_path, None).await;
+        let mut entries = Vec::new();
+        loop {
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            entries.extend(reply.body["value"].as_array().unwrap().iter().cloned());
+            match reply.body["nextLink"].as_str() {
+                Some(next) => {
+                    assert!(next.starts_with(&r.url) && next.contains(version), "{next}");
+                    let next = next.to_string();
+                    reply = api.call_url("GET", &next, None).await;
+                }
+                None => break,
+            }
+        }
+        assert!(
+            entries.len() > 100,
+            "every target x client x auth: {}",
+            entries.len()
+        );
+        let postgres_python_password = entries.iter().find(|e| {
+            let p = &e["properties"];
+            p["targetService"] == "MICROSOFT.DBFORPOSTGRESQL/FLEXIBLESERVERS/DATABASES"
+                && p["clientType"] == "python"
+                && p["authType"] == "secret"
+        });
+        assert!(postgres_python_password.is_some_and(|e| {
+            e["properties"]["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["value"] == "AZURE_POSTGRESQL_CONNECTIONSTRING")
+        }));
+
+        let filtered = api
+            .call_url(
+                "GET",
+                &format!(
+                    "{}{names_path}?api-version={version}&$filter=targetService%20eq%20%27MICROSOFT.APPCONFIGURATION%2FCONFIGURATIONSTORES%27%20and%20authType%20eq%20%27systemAssignedIdentity%27",
+                    r.url
+                ),
+                None,
+            )
+            .await;
+        let value = filtered.body["value"].as_array().unwrap();
+        assert!(!value.is_empty(), "{}", filtered.text);
+        assert!(
+            value
+                .iter()
+                .all(|e| e["properties"]["authType"] == "systemAssignedIdentity"
+                    && e["properties"]["names"][0]["value"] == "AZURE_APPCONFIGURATION_ENDPOINT")
+        );
+        let bad = api
+            .call_url(
+                "GET",
+                &format!(
+                    "{}{names_path}?api-version={version}&$filter=region%20eq%20%27x%27",
+                    r.url
+                ),
+                None,
+            )
+            .await;
+        assert_eq!((bad.status, bad.code()), (400, "InvalidFilter"));
+
+        let dapr = api
+            .call(
+                "GET",
+                &format!("{WEB_APP_ID}/providers/Microsoft.ServiceLinker/daprConfigurations"),
+                None,
+            )
+            .await;
+        assert_eq!((dapr.status, &dapr.body), (200, &json!({"value": []})));
+    }
+    let old = r
+        .api
+        .version("2022-05-01")
+        .call("GET", names_path, None)
+        .await;
+    assert_eq!((old.status, old.code()), (400, "InvalidResourceType"));
+    env.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_during_a_running_operation_conflict_unless_they_repeat_it() {
     let (env, r) = start().await;

@@ -17,6 +17,7 @@ use tether_model::operation::{Operation, OperationKind, OperationState};
 use tether_model::{ApiVersion, Error, ErrorKind};
 
 use crate::ApiState;
+use crate::catalogue;
 use crate::error::ApiError;
 use crate::guard::linker_scope;
 use crate::render::{self, empty_response, json_response};
@@ -52,6 +53,11 @@ async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response,
     let method = parts.method.clone();
     match (method, route) {
         (Method::GET, Route::Operations) => Ok(json_response(StatusCode::OK, &render::operations())),
+        (Method::GET, Route::ConfigurationNames) => cx.configuration_names(parts, &query),
+        (Method::GET, Route::DaprConfigurations) => {
+            catalogue::require_version(version, "daprConfigurations")?;
+            Ok(json_response(StatusCode::OK, &json!({ "value": [] })))
+        }
         (Method::GET, Route::Linkers(scope)) => cx.list(&scope, parts, &query).await,
         (Method::GET, Route::Linker(at)) => {
             cx.guarded(parts, actions::LINKERS_READ, &at, async { Ok(cx.get(&at).await?.into()) }).await
@@ -409,6 +415,30 @@ impl Cx<'_> {
             StatusCode::OK,
             &render::linker(&linker, self.version),
         ))
+    }
+
+    fn configuration_names(&self, parts: &Parts, query: &Query) -> Result<Response, ApiError> {
+        catalogue::require_version(self.version, "configurationNames")?;
+        let filter = catalogue::Filter::parse(query.filter.as_deref())?;
+        let catalog = tether_model::catalog::catalog()?;
+        let (value, next) =
+            catalogue::configuration_names(catalog, &filter, query.skip_token.as_deref())?;
+        let mut body = json!({ "value": value });
+        if let Some(token) = next {
+            let mut next = form_urlencoded::Serializer::new(String::new());
+            next.append_pair("api-version", self.version.as_str());
+            if let Some(filter) = &query.filter {
+                next.append_pair("$filter", filter);
+            }
+            next.append_pair("$skipToken", &token);
+            body["nextLink"] = json!(format!(
+                "{}{}?{}",
+                self.base,
+                parts.uri.path(),
+                next.finish()
+            ));
+        }
+        Ok(json_response(StatusCode::OK, &body))
     }
 
     async fn list(

@@ -31,6 +31,7 @@ mod admin;
 mod audit;
 mod authn;
 pub mod authorization;
+mod catalogue;
 mod error;
 mod guard;
 mod handlers;
