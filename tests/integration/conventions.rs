@@ -458,6 +458,74 @@ async fn the_catalogue_operations_list_configuration_names_and_dapr_templates() 
     env.teardown().await;
 }
 
+/// `generateConfigurations` renders a linker's configuration with another
+/// `configurationInfo` (or its own, without a body), secrets redacted, changing nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn generate_configurations_renders_another_configuration_info_and_changes_nothing() {
+    let (env, r) = start().await;
+    let api = r.api.version("2024-04-01");
+    let reply = api
+        .put_linker(
+            WEB_APP_ID,
+            "db",
+            secret_linker(PG_DATABASE_ID, "pw-generate", "python", false),
+        )
+        .await;
+    assert_eq!(api.wait(&reply).await["status"], "Succeeded");
+    let path = format!("{WEB_APP_ID}{LINKERS}/db/generateConfigurations");
+    let names = |reply: &tether_test_utils::Reply| -> Vec<String> {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body["configurations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = env.mock.state().await;
+
+    let own = api.call("POST", &path, None).await;
+    let listed = api.list_configurations(WEB_APP_ID, "db").await;
+    assert_eq!(
+        own.body, listed.body,
+        "without a body: the linker's own configuration"
+    );
+    let renamed = api
+        .call(
+            "POST",
+            &path,
+            Some(&json!({
+                "customizedKeys": { "AZURE_POSTGRESQL_CONNECTIONSTRING": "DB_URL" },
+                "additionalConfigurations": { "EXTRA": "1" },
+            })),
+        )
+        .await;
+    let mut got = names(&renamed);
+    got.sort();
+    assert_eq!(got, ["DB_URL", "EXTRA"]);
+    assert!(
+        !renamed.text.contains("pw-generate"),
+        "secrets stay redacted"
+    );
+
+    let bad = api
+        .call(
+            "POST",
+            &path,
+            Some(&json!({ "customizedKeys": "not a map" })),
+        )
+        .await;
+    assert_eq!((bad.status, bad.code()), (400, "InvalidRequestContent"));
+    let old = r.api.version("2022-05-01").call("POST", &path, None).await;
+    assert_eq!((old.status, old.code()), (400, "InvalidResourceType"));
+    assert_eq!(env.mock.state().await, before, "nothing was applied");
+    assert_eq!(
+        names(&api.list_configurations(WEB_APP_ID, "db").await),
+        names(&own)
+    );
+    env.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_during_a_running_operation_conflict_unless_they_repeat_it() {
     let (env, r) = start().await;

@@ -5,28 +5,13 @@
 //! `operations`, and exist from api-version 2024-04-01 on.
 
 use serde_json::{Value, json};
+use tether_model::Error;
 use tether_model::catalog::Catalog;
-use tether_model::ids::PROVIDER_NAMESPACE;
-use tether_model::{ApiVersion, Error};
 
 /// Entries per `configurationNames` page.
 const PAGE: usize = 100;
 /// The longest `$filter` accepted.
 const MAX_FILTER: usize = 1024;
-
-/// Refuses the catalogue operations under an api-version that does not define them.
-pub fn require_version(version: ApiVersion, operation: &str) -> Result<(), Error> {
-    match version {
-        ApiVersion::V2022_05_01 => Err(Error::invalid(
-            "InvalidResourceType",
-            format!(
-                "the resource type '{operation}' could not be found in the namespace '{PROVIDER_NAMESPACE}' for api version '{}'",
-                version.as_str()
-            ),
-        )),
-        ApiVersion::V2024_04_01 | ApiVersion::V2024_07_01Preview => Ok(()),
-    }
-}
 
 /// A `$filter`: `<field> eq '<value>'` clauses joined by `and`, over `targetService`,
 /// `clientType` and `authType` (names and values compared case-insensitively).

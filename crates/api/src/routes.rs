@@ -45,6 +45,8 @@ pub enum Action {
     Validate,
     /// `listConfigurations`
     ListConfigurations,
+    /// `generateConfigurations`
+    GenerateConfigurations,
 }
 
 /// The route names used in logs (no ids: they can be personal data).
@@ -57,6 +59,9 @@ impl Route {
             Route::Linker(_) => "linker",
             Route::LinkerAction(_, Action::Validate) => "linker/validateLinker",
             Route::LinkerAction(_, Action::ListConfigurations) => "linker/listConfigurations",
+            Route::LinkerAction(_, Action::GenerateConfigurations) => {
+                "linker/generateConfigurations"
+            }
             Route::OperationStatus { .. } => "operationStatuses",
             Route::OperationResult { .. } => "operationResults",
             Route::ConfigurationNames => "configurationNames",
@@ -130,7 +135,7 @@ pub fn parse(path: &str) -> Result<Route, Error> {
             } else if is(action, "listConfigurations") {
                 Ok(Route::LinkerAction(at, Action::ListConfigurations))
             } else if is(action, "generateConfigurations") {
-                Ok(Route::Unsupported("generateConfigurations"))
+                Ok(Route::LinkerAction(at, Action::GenerateConfigurations))
             } else {
                 Err(no_route())
             }
