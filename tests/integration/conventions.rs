@@ -110,7 +110,11 @@ async fn api_version_and_authentication_are_enforced() {
     // Without regions a replica is active: its database took the heartbeat write.
     let ready: serde_json::Value = health.json().await.unwrap();
     assert_eq!(
-        (&ready["role"], &ready["database"]["heartbeat"], &ready["epoch"]),
+        (
+            &ready["role"],
+            &ready["database"]["heartbeat"],
+            &ready["epoch"]
+        ),
         (&json!("active"), &json!(true), &json!(0)),
         "{ready}"
     );
