@@ -107,6 +107,17 @@ async fn api_version_and_authentication_are_enforced() {
     }
     let health = reqwest::get(format!("{}/readyz", r.url)).await.unwrap();
     assert_eq!(health.status(), 200);
+    // Without regions a replica is active: its database took the heartbeat write.
+    let ready: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(
+        (
+            &ready["role"],
+            &ready["database"]["heartbeat"],
+            &ready["epoch"]
+        ),
+        (&json!("active"), &json!(true), &json!(0)),
+        "{ready}"
+    );
     env.teardown().await;
 }
 

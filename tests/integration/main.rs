@@ -17,6 +17,8 @@ mod faults;
 mod hostile;
 mod lifecycle;
 mod operators;
+#[cfg(feature = "regions")]
+mod regions;
 mod restart;
 mod rollback;
 mod sdk;

@@ -139,6 +139,7 @@ mod tests {
             security,
             throttle: None,
             refusal_audit_per_sec: 100,
+            region: None,
         };
         let state = ApiState {
             app,
@@ -147,7 +148,7 @@ mod tests {
             refusal_budget: governor::RateLimiter::direct(governor::Quota::per_second(
                 std::num::NonZeroU32::MIN,
             )),
-            ready_at: std::sync::Mutex::new(None),
+            db_check: std::sync::Mutex::new(None),
         };
         (state, db)
     }

@@ -36,6 +36,7 @@ mod catalogue;
 mod error;
 mod guard;
 mod handlers;
+mod region;
 mod render;
 mod routes;
 mod serve;
@@ -43,6 +44,7 @@ pub mod throttle;
 
 pub use error::ApiError;
 pub use handlers::MAX_BODY;
+pub use region::{LeaseState, RegionReport, RegionStatus};
 pub use serve::serve;
 pub use throttle::ThrottleSettings;
 
@@ -149,6 +151,8 @@ pub struct ApiConfig {
     /// Most refusals made before any handler (bad tokens, throttling) written to the audit
     /// trail per second; the rest are only counted.
     pub refusal_audit_per_sec: u32,
+    /// The region's leadership, for readiness; `None` without regions (always active).
+    pub region: Option<Arc<dyn RegionReport>>,
 }
 
 /// Renders metrics in the Prometheus text format.
@@ -160,8 +164,8 @@ pub struct ApiState {
     config: ApiConfig,
     throttle: Option<throttle::Throttle>,
     refusal_budget: governor::DefaultDirectRateLimiter,
-    /// When the database last answered a readiness probe.
-    ready_at: std::sync::Mutex<Option<Instant>>,
+    /// The last database readiness check, reused for a second.
+    db_check: std::sync::Mutex<Option<region::DbCheck>>,
 }
 
 /// The whole HTTP surface, with the limits of [`harden`].
@@ -178,14 +182,14 @@ pub fn router(app: App, config: ApiConfig) -> Router {
         config,
         throttle,
         refusal_budget: governor::RateLimiter::direct(governor::Quota::per_second(per_sec)),
-        ready_at: std::sync::Mutex::new(None),
+        db_check: std::sync::Mutex::new(None),
     });
     let public: Router<Arc<ApiState>> = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
-        .route("/readyz", get(ready))
+        .route("/readyz", get(region::ready))
         .route("/openapi/{file}", get(openapi))
         .route("/metrics", get(metrics));
     let protected: Router<Arc<ApiState>> = Router::new()
@@ -200,6 +204,10 @@ pub fn router(app: App, config: ApiConfig) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             authn::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            region::refuse_writes,
         ));
     harden(public.merge(protected).with_state(state), &limits)
 }
@@ -234,30 +242,6 @@ fn harden(routes: Router, limits: &HttpLimits) -> Router {
             },
         ))
         .layer(middleware::from_fn(request_context))
-}
-
-/// How long a successful readiness check is reused: a flood of probes costs at most one
-/// database round trip per interval.
-const READY_CACHE: Duration = Duration::from_secs(1);
-
-async fn ready(State(state): State<Arc<ApiState>>) -> Response {
-    let fresh = |at: &Option<Instant>| at.is_some_and(|t| t.elapsed() < READY_CACHE);
-    let ready_at = || {
-        state
-            .ready_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    if fresh(&ready_at()) {
-        return axum::Json(json!({"status": "ready"})).into_response();
-    }
-    match state.app.ready().await {
-        Ok(()) => {
-            *ready_at() = Some(Instant::now());
-            axum::Json(json!({"status": "ready"})).into_response()
-        }
-        Err(e) => ApiError(e).into_response(),
-    }
 }
 
 /// Prometheus metrics: this process's counters plus the saga gauges, which a background task

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_adapters::Adapters;
+use tether_model::fencing::{Epoch, WriteGate};
 use tether_model::ids::{InstanceId, SagaId};
 use tether_saga::{Executor, ExecutorConfig};
 use tether_store::{Purged, Store};
@@ -46,18 +47,25 @@ pub struct App {
     ctx: Arc<LinkerCtx>,
     secrets: Arc<SecretBox>,
     executor: Executor<LinkerCtx>,
+    gate: Arc<dyn WriteGate>,
 }
 
 impl App {
     /// Wires the use-cases and an executor acting as replica `me`, running at most
     /// `max_validations` validations at once (within the executor's own cap). `tenant_id` is
-    /// the tenant written for service principals.
+    /// the tenant written for service principals. `gate` says whether this replica may
+    /// write (its region leads): writes and saga steps wait for it to open.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the wiring of every part, called from the server and the test harness only"
+    )]
     pub fn new(
         store: Arc<dyn Store>,
         adapters: Adapters,
         secrets: SecretBox,
         me: InstanceId,
         config: ExecutorConfig,
+        gate: Arc<dyn WriteGate>,
         max_validations: usize,
         tenant_id: String,
     ) -> Self {
@@ -74,6 +82,7 @@ impl App {
             ctx.clone(),
             me,
             config,
+            gate.clone(),
             sagas::definitions(max_validations),
         );
         Self {
@@ -81,17 +90,29 @@ impl App {
             ctx,
             secrets,
             executor,
+            gate,
         }
+    }
+
+    /// The epoch this replica may write with now; `None` while its region does not lead
+    /// (writes are then refused with [`tether_model::Error::region_not_active`]).
+    pub fn write_epoch(&self) -> Option<Epoch> {
+        self.gate.epoch()
+    }
+
+    /// Readiness: the database takes a write (this replica's heartbeat row) and its role.
+    pub async fn heartbeat(&self) -> Result<(), tether_model::Error> {
+        Ok(self.store.heartbeat(self.executor.instance()).await?)
+    }
+
+    /// Whether the database is a read-only standby.
+    pub async fn database_in_recovery(&self) -> Result<bool, tether_model::Error> {
+        Ok(self.store.in_recovery().await?)
     }
 
     /// The saga executor (the server runs its background duties).
     pub fn executor(&self) -> &Executor<LinkerCtx> {
         &self.executor
-    }
-
-    /// Checks that the store answers (readiness).
-    pub async fn ready(&self) -> Result<(), tether_model::Error> {
-        Ok(self.store.ping().await?)
     }
 
     /// Up to `limit` sagas in `state` (every unfinished one when `None`), most recently

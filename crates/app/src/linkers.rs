@@ -570,6 +570,10 @@ impl App {
         };
         let params = serde_json::to_value(params)
             .map_err(|e| Error::internal("saga params do not serialize", e))?;
+        // Only the leading region writes; the saga engine checks again at every commit.
+        if self.write_epoch().is_none() {
+            return Err(Error::region_not_active());
+        }
         let name = saga;
         let saga = self.executor.new_saga(name, params, chain);
         let saga_id = saga.id;

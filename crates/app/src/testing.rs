@@ -41,6 +41,7 @@ pub fn offline_app(store: Arc<dyn Store>) -> App {
         SecretBox::from_base64(&SecretBox::generate_key()).expect("a fresh key"),
         InstanceId::generate("test"),
         tether_saga::ExecutorConfig::default(),
+        Arc::new(tether_model::fencing::SingleRegion),
         4,
         "tenant".into(),
     )

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod configuration;
 pub mod error;
 pub mod facts;
+pub mod fencing;
 pub mod ids;
 pub mod limits;
 pub mod linker;

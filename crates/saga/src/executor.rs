@@ -1,6 +1,11 @@
 //! The executor: runs sagas step by step, logs each boundary in one commit, retries
 //! transient failures with backoff, unwinds on permanent ones, renews leases, adopts sagas
 //! whose owner died, and stops a saga the moment its lease can no longer be trusted.
+//!
+//! Region fencing: the executor asks its [`WriteGate`] before each step attempt and right
+//! before each commit (whose epoch it writes). While the gate is closed (the region is a
+//! standby or fenced) it runs no step, commits nothing, renews no lease and adopts nothing:
+//! its sagas stop and their leases run out, so whichever region leads adopts them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +16,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use rand::Rng;
 use serde_json::Value;
+use tether_model::fencing::{Epoch, WriteGate};
 use tether_model::ids::{InstanceId, SagaId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -150,6 +156,7 @@ struct Inner<C> {
     ctx: Arc<C>,
     me: InstanceId,
     config: ExecutorConfig,
+    gate: Arc<dyn WriteGate>,
     defs: HashMap<&'static str, SagaDef<C>>,
     running: Mutex<HashMap<SagaId, Arc<LeaseClock>>>,
     /// One permit per saga allowed to run steps at once.
@@ -158,12 +165,16 @@ struct Inner<C> {
     shutdown: CancellationToken,
     /// Signalled when a saga ends here: the next saga of its chain may now be adopted.
     finished: tokio::sync::Notify,
+    /// When the background loop last looked for work (readiness reports its age).
+    last_pass: Mutex<Option<Instant>>,
 }
 
 /// Why a saga stopped without reaching an end (someone else, or a later adoption, finishes it).
 #[derive(Debug)]
 enum Stop {
     LeaseLost,
+    /// The write gate is closed or a newer epoch committed: the region does not lead.
+    NotLeader,
     Shutdown,
     UnknownSaga(String),
     /// The engine itself (not a step) panicked: the lease is released for a later retry.
@@ -176,12 +187,13 @@ enum Failure {
 }
 
 impl<C: Send + Sync + 'static> Executor<C> {
-    /// An executor for `defs`, acting as replica `me`.
+    /// An executor for `defs`, acting as replica `me`, writing only while `gate` is open.
     pub fn new(
         store: Arc<dyn SagaStore>,
         ctx: Arc<C>,
         me: InstanceId,
         config: ExecutorConfig,
+        gate: Arc<dyn WriteGate>,
         defs: Vec<SagaDef<C>>,
     ) -> Self {
         let defs = defs.into_iter().map(|d| (d.name, d)).collect();
@@ -192,12 +204,14 @@ impl<C: Send + Sync + 'static> Executor<C> {
                 ctx,
                 me,
                 config,
+                gate,
                 defs,
                 running: Mutex::new(HashMap::new()),
                 slots,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 finished: tokio::sync::Notify::new(),
+                last_pass: Mutex::new(None),
             }),
         }
     }
@@ -267,14 +281,26 @@ impl<C: Send + Sync + 'static> Executor<C> {
                 // A saga ended here: a saga queued behind it in its chain can start now.
                 _ = inner.finished.notified() => inner.adopt_expired().await,
             }
+            *inner.last_pass.lock().expect("lock poisoned") = Some(Instant::now());
         }
         let _ = renewals.await;
         inner.shutdown.cancel();
         inner.tasks.close();
         inner.tasks.wait().await;
+        // A replica that may not write leaves its leases to run out.
+        if inner.gate.epoch().is_none() {
+            return;
+        }
         if let Err(e) = inner.store.saga_release_all(&inner.me).await {
             warn!(error = %tether_model::ErrorChain(&e), "could not release saga leases on shutdown");
         }
+    }
+
+    /// How long ago the background loop last looked for sagas to adopt (`None` before its
+    /// first pass): readiness reports it to catch a stalled loop.
+    pub fn last_pass_age(&self) -> Option<Duration> {
+        let last = *self.inner.last_pass.lock().expect("lock poisoned");
+        last.map(|t| t.elapsed())
     }
 
     /// The ids of the sagas running in this process right now.
@@ -316,6 +342,15 @@ impl<C: Send + Sync + 'static> Inner<C> {
                     Err(Stop::LeaseLost) => {
                         metrics::counter!("tether_saga_leases_lost_total").increment(1);
                         info!("lease lost; another replica continues the saga")
+                    }
+                    Err(Stop::NotLeader) => {
+                        metrics::counter!("tether_saga_paused_not_leader_total").increment(1);
+                        match this.gate.epoch() {
+                            None => info!("the region does not lead; the saga is left to the leading region"),
+                            // The gate is open yet the store refused the epoch: a newer
+                            // leader committed, or the fence outlived a reset of the epochs.
+                            Some(epoch) => warn!(epoch = %epoch, "the store holds a newer epoch than this region's; the saga is left to the leading region (see docs/failover.md if this persists)"),
+                        }
                     }
                     Err(Stop::Shutdown) => info!("stopped for shutdown; another replica continues the saga"),
                     Err(Stop::UnknownSaga(name)) => {
@@ -359,7 +394,17 @@ impl<C: Send + Sync + 'static> Inner<C> {
         self.config.lease_ttl.mul_f64(0.8)
     }
 
+    /// The epoch to commit with, read right before the commit. A closed gate counts as a
+    /// stale epoch: no commit of this replica may happen.
+    fn epoch(&self) -> Result<Epoch, SagaStoreError> {
+        self.gate.epoch().ok_or(SagaStoreError::StaleEpoch)
+    }
+
     async fn renew_leases(&self) {
+        // Not leading: the leases run out, and with them the sagas' clocks here.
+        if self.gate.epoch().is_none() {
+            return;
+        }
         let (ids, clocks): (Vec<SagaId>, Vec<Arc<LeaseClock>>) = {
             let running = self.running.lock().expect("lock poisoned");
             running.iter().map(|(id, c)| (*id, c.clone())).unzip()
@@ -388,6 +433,9 @@ impl<C: Send + Sync + 'static> Inner<C> {
     }
 
     async fn adopt_expired(self: &Arc<Self>) {
+        if self.gate.epoch().is_none() {
+            return;
+        }
         // Take no more than this replica can run now: others with free slots adopt the rest.
         let free = self.slots.available_permits().min(32);
         if free == 0 {
@@ -463,6 +511,10 @@ impl<C: Send + Sync + 'static> Inner<C> {
                 Err(SagaStoreError::Fenced | SagaStoreError::NotFound) => {
                     clock.revoke();
                     return Err(Stop::LeaseLost);
+                }
+                Err(SagaStoreError::StaleEpoch) => {
+                    clock.revoke();
+                    return Err(Stop::NotLeader);
                 }
                 Err(SagaStoreError::Backend(e)) => {
                     warn!(error = %tether_model::ErrorChain(e.as_ref()), "saga store call failed; retrying");
@@ -616,8 +668,11 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
                     let stuck = Some((SagaState::Stuck, None));
                     let ttl = self.inner.config.stuck_retry;
                     self.inner
-                        .with_store(self.clock, || {
-                            store.saga_record(self.id, self.lease, ttl, &events, stuck)
+                        .with_store(self.clock, || async {
+                            let epoch = self.inner.epoch()?;
+                            store
+                                .saga_record(self.id, self.lease, ttl, &events, stuck, epoch)
+                                .await
                         })
                         .await?;
                     self.clock.revoke();
@@ -642,6 +697,9 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
         let deadline = start.checked_add(timeout).unwrap_or(start);
         let mut attempt = 0;
         loop {
+            if self.inner.gate.epoch().is_none() {
+                return Err(Failure::Stop(Stop::NotLeader));
+            }
             let result = tokio::select! {
                 biased;
                 _ = self.clock.lost() => return Err(Failure::Stop(Stop::LeaseLost)),
@@ -688,8 +746,11 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
         let ttl = self.inner.config.lease_ttl;
         let ack = self
             .inner
-            .with_store(self.clock, || {
-                store.saga_record(self.id, self.lease, ttl, events, state)
+            .with_store(self.clock, || async {
+                let epoch = self.inner.epoch()?;
+                store
+                    .saga_record(self.id, self.lease, ttl, events, state, epoch)
+                    .await
             })
             .await?;
         self.clock.extend(self.inner.trusted_until(sent));
@@ -699,8 +760,11 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
     async fn finish(&self, events: &[SagaEvent], outcome: SagaOutcome) -> Result<(), Stop> {
         let store = &self.inner.store;
         self.inner
-            .with_store(self.clock, || {
-                store.saga_finish(self.id, self.lease, events, &outcome)
+            .with_store(self.clock, || async {
+                let epoch = self.inner.epoch()?;
+                store
+                    .saga_finish(self.id, self.lease, events, &outcome, epoch)
+                    .await
             })
             .await?;
         let result = outcome.state().as_str();

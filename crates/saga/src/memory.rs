@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
 use tokio::time::Instant;
 
@@ -28,6 +29,8 @@ struct Entry {
 #[derive(Default)]
 pub struct MemoryStore {
     sagas: Mutex<HashMap<SagaId, Entry>>,
+    /// The largest epoch committed.
+    epoch: Mutex<Epoch>,
 }
 
 impl MemoryStore {
@@ -96,6 +99,16 @@ impl MemoryStore {
         }
     }
 
+    /// Refuses an epoch older than the largest committed one, which `epoch` then becomes.
+    fn check_epoch(&self, epoch: Epoch) -> Result<(), SagaStoreError> {
+        let mut stored = self.epoch.lock().expect("lock poisoned");
+        if epoch < *stored {
+            return Err(SagaStoreError::StaleEpoch);
+        }
+        *stored = epoch;
+        Ok(())
+    }
+
     fn with_leased<T>(
         &self,
         id: SagaId,
@@ -138,7 +151,9 @@ impl SagaStore for MemoryStore {
         ttl: Duration,
         events: &[SagaEvent],
         state: Option<(SagaState, Option<&StepError>)>,
+        epoch: Epoch,
     ) -> Result<Ack, SagaStoreError> {
+        self.check_epoch(epoch)?;
         self.with_leased(id, lease, |entry| {
             append(entry, events);
             if let Some((state, error)) = state {
@@ -160,7 +175,9 @@ impl SagaStore for MemoryStore {
         lease: &Lease,
         events: &[SagaEvent],
         outcome: &SagaOutcome,
+        epoch: Epoch,
     ) -> Result<(), SagaStoreError> {
+        self.check_epoch(epoch)?;
         self.with_leased(id, lease, |entry| {
             append(entry, events);
             entry.record.state = outcome.state();

@@ -2,13 +2,17 @@
 //! on Postgres and SQLite; [`crate::memory::MemoryStore`] implements it for unit tests.
 //!
 //! Every write is conditional on the caller's [`Lease`] (owner + generation): a replica that
-//! lost its saga to another one gets [`SagaStoreError::Fenced`] and must stop.
+//! lost its saga to another one gets [`SagaStoreError::Fenced`] and must stop. Every step
+//! commit also carries the writer's leadership [`Epoch`]: the store keeps the largest epoch
+//! ever committed and refuses an older one ([`SagaStoreError::StaleEpoch`]), so a replica of
+//! a region that lost leadership can never commit again, whatever its lease says.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
 
 use crate::step::StepError;
@@ -223,6 +227,9 @@ pub enum SagaStoreError {
     /// The lease no longer belongs to the caller (another replica adopted the saga).
     #[error("the saga is owned by another replica or generation")]
     Fenced,
+    /// A newer leadership epoch has committed: this replica's region no longer leads.
+    #[error("a newer leadership epoch has committed")]
+    StaleEpoch,
     /// The saga does not exist.
     #[error("saga not found")]
     NotFound,
@@ -240,7 +247,8 @@ pub trait SagaStore: Send + Sync + 'static {
     /// Appends `events` (ignoring ones already present), optionally moves the saga to
     /// `state` (storing `error` with it when given, keeping the earlier one otherwise), and
     /// sets the lease to expire `ttl` from now — in one commit, and only if `lease` still
-    /// holds. For a `Stuck` saga the caller passes the retry delay as `ttl`: once it passes,
+    /// holds and `epoch` is not older than the largest epoch committed (which it then
+    /// becomes, and is written on the saga). For a `Stuck` saga the caller passes the retry delay as `ttl`: once it passes,
     /// any replica may adopt the saga again (and adoption moves it back to `Unwinding`).
     async fn saga_record(
         &self,
@@ -249,10 +257,11 @@ pub trait SagaStore: Send + Sync + 'static {
         ttl: Duration,
         events: &[SagaEvent],
         state: Option<(SagaState, Option<&StepError>)>,
+        epoch: Epoch,
     ) -> Result<Ack, SagaStoreError>;
 
     /// Appends `events` and ends the saga with `outcome` in one commit, only if `lease`
-    /// still holds. Implementations apply the outcome's domain effects (the linker's state,
+    /// still holds and `epoch` is not stale (as for [`SagaStore::saga_record`]). Implementations apply the outcome's domain effects (the linker's state,
     /// the operation's status) in the same commit.
     async fn saga_finish(
         &self,
@@ -260,6 +269,7 @@ pub trait SagaStore: Send + Sync + 'static {
         lease: &Lease,
         events: &[SagaEvent],
         outcome: &SagaOutcome,
+        epoch: Epoch,
     ) -> Result<(), SagaStoreError>;
 
     /// Extends the leases of the unfinished sagas among `ids` that `owner` still holds, and

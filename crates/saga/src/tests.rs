@@ -131,6 +131,7 @@ fn harness(world: World, config: ExecutorConfig, def: SagaDef<World>) -> Harness
         world.clone(),
         InstanceId::generate("a"),
         config,
+        Arc::new(tether_model::fencing::SingleRegion),
         vec![def],
     );
     let stop = CancellationToken::new();
@@ -348,6 +349,7 @@ async fn a_dead_owner_s_saga_is_adopted_and_finished_by_another_replica() {
         world_a.clone(),
         InstanceId::generate("a"),
         config(),
+        Arc::new(tether_model::fencing::SingleRegion),
         vec![abc()],
     );
     let saga = a.new_saga("test-abc", json!({}), None);
@@ -362,6 +364,7 @@ async fn a_dead_owner_s_saga_is_adopted_and_finished_by_another_replica() {
         world_b.clone(),
         InstanceId::generate("b"),
         config(),
+        Arc::new(tether_model::fencing::SingleRegion),
         vec![abc()],
     );
     let stop = CancellationToken::new();
@@ -392,6 +395,7 @@ async fn a_fenced_owner_cannot_write() {
         Arc::new(World::default()),
         InstanceId::generate("a"),
         config(),
+        Arc::new(tether_model::fencing::SingleRegion),
         vec![abc()],
     );
     let saga = exec.new_saga("test-abc", json!({}), None);
@@ -418,6 +422,7 @@ async fn a_fenced_owner_cannot_write() {
         Duration::from_secs(10),
         &[],
         None,
+        tether_model::fencing::Epoch::ZERO,
     )
     .await;
     assert!(matches!(err, Err(crate::SagaStoreError::Fenced)));
@@ -469,6 +474,7 @@ async fn cancellation_unwinds_at_the_next_step_boundary() {
         world.clone(),
         InstanceId::generate("a"),
         config(),
+        Arc::new(tether_model::fencing::SingleRegion),
         vec![abc()],
     );
     let saga = exec.new_saga("test-abc", json!({}), None);
@@ -625,4 +631,113 @@ async fn no_more_sagas_run_than_the_cap_allows() {
         ));
     }
     h.stop.cancel();
+}
+
+/// A write gate a test opens and closes.
+#[derive(Default)]
+struct TestGate(Mutex<Option<tether_model::fencing::Epoch>>);
+
+impl TestGate {
+    fn set(&self, epoch: Option<u64>) {
+        *self.0.lock().unwrap() = epoch.map(tether_model::fencing::Epoch::new);
+    }
+}
+
+impl tether_model::fencing::WriteGate for TestGate {
+    fn epoch(&self) -> Option<tether_model::fencing::Epoch> {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_that_stops_leading_stops_its_sagas_and_the_new_leader_finishes_them() {
+    use tether_model::fencing::Epoch;
+    let store = Arc::new(MemoryStore::default());
+    let (gate_a, gate_b) = (Arc::new(TestGate::default()), Arc::new(TestGate::default()));
+    gate_a.set(Some(1));
+    let world_a = Arc::new(World::default());
+    let a = Executor::new(
+        store.clone(),
+        world_a.clone(),
+        InstanceId::generate("a"),
+        config(),
+        gate_a.clone(),
+        vec![abc()],
+    );
+    let world_b = Arc::new(World::default());
+    let b = Executor::new(
+        store.clone(),
+        world_b.clone(),
+        InstanceId::generate("b"),
+        config(),
+        gate_b.clone(),
+        vec![abc()],
+    );
+    let stop = CancellationToken::new();
+    for exec in [a.clone(), b.clone()] {
+        let token = stop.clone();
+        tokio::spawn(async move { exec.run(token).await });
+    }
+    let saga = a.new_saga("test-abc", json!({"tag": "gated"}), None);
+    let id = saga.id;
+    store.insert(saga);
+    a.start(id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !world_a
+        .log
+        .lock()
+        .unwrap()
+        .contains(&"start b gated".to_string())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "A reached step b");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A loses leadership inside step b: the step's result is never committed.
+    gate_a.set(None);
+    world_a.gate.notify_one();
+    while !a.running().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "A stopped the saga");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // B does not lead yet: the saga waits, whatever its lease says.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(b.running().is_empty() && store.state(id).unwrap().0 == SagaState::Running);
+    let kinds = |s: &str| {
+        store
+            .events(id)
+            .iter()
+            .filter(|e| e.step == s)
+            .map(|e| e.kind)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds("b"),
+        [EventKind::Started],
+        "A committed nothing past b's start"
+    );
+
+    // B leads at a newer epoch: it adopts the saga and finishes it (b rerun, then c).
+    world_b.gate.notify_one();
+    gate_b.set(Some(2));
+    let outcome = wait_terminal(&store, id).await;
+    assert!(matches!(outcome, SagaOutcome::Succeeded(_)));
+    assert_eq!(world_b.items(), ["b", "c"]);
+
+    // A commit carrying the old epoch is refused, whatever the lease.
+    let (record, _) = crate::SagaStore::saga_load(store.as_ref(), id)
+        .await
+        .unwrap();
+    let stale = crate::SagaStore::saga_record(
+        store.as_ref(),
+        id,
+        &record.lease,
+        Duration::from_secs(10),
+        &[],
+        None,
+        Epoch::new(1),
+    )
+    .await;
+    assert!(matches!(stale, Err(crate::SagaStoreError::StaleEpoch)));
+    stop.cancel();
 }

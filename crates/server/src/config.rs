@@ -45,6 +45,85 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The replica's region (`[region]`, `regions` feature): absent, the replica runs
+    /// alone and is always active.
+    #[cfg(feature = "regions")]
+    #[serde(default)]
+    pub region: Option<RegionSection>,
+}
+
+/// `[region]`: the region this replica belongs to and where its leadership lives (see
+/// docs/failover.md). Checked through [`tether_failover::config::RegionConfig`].
+#[cfg(feature = "regions")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSection {
+    /// This replica's region (`a-z`, `0-9`, `-`; 1 to 63 characters).
+    pub name: String,
+    /// The pair of regions it belongs to (same spelling).
+    pub pair: String,
+    /// etcd client URLs (1 to 16).
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix in etcd.
+    #[serde(default = "default_etcd_prefix")]
+    pub etcd_prefix: String,
+    /// Lease TTL in seconds (2-120); the prober's `lease_ttl_secs` must match.
+    #[serde(default = "default_lease_ttl_secs")]
+    pub lease_ttl_secs: u64,
+    /// The region's public endpoint (what DNS points at while it is active), reported by
+    /// `/readyz`.
+    #[serde(default)]
+    pub public_endpoint: Option<String>,
+    /// How often the database's role is read to decide eligibility, in milliseconds
+    /// (100-60000).
+    #[serde(default = "default_role_check_interval_ms")]
+    pub role_check_interval_ms: u64,
+}
+
+#[cfg(feature = "regions")]
+fn default_etcd_prefix() -> String {
+    tether_failover::leader::DEFAULT_PREFIX.to_string()
+}
+#[cfg(feature = "regions")]
+fn default_lease_ttl_secs() -> u64 {
+    10
+}
+#[cfg(feature = "regions")]
+fn default_role_check_interval_ms() -> u64 {
+    1000
+}
+
+#[cfg(feature = "regions")]
+impl RegionSection {
+    /// The leadership member's settings, checked.
+    pub fn leader_config(&self) -> anyhow::Result<tether_failover::leader::LeaderConfig> {
+        use tether_failover::{PairName, RegionName};
+        let invalid =
+            |key: &str, e: &dyn std::fmt::Display| anyhow!("invalid configuration: {key}: {e}");
+        let config = tether_failover::config::RegionConfig {
+            name: RegionName::parse(&self.name).map_err(|e| invalid("region.name", &e))?,
+            pair: PairName::parse(&self.pair).map_err(|e| invalid("region.pair", &e))?,
+            etcd_endpoints: self.etcd_endpoints.clone(),
+            etcd_prefix: self.etcd_prefix.clone(),
+            lease_ttl_secs: self.lease_ttl_secs,
+        };
+        Ok(config.leader_config()?)
+    }
+
+    /// How often the database's role is read.
+    pub fn role_check_interval(&self) -> Duration {
+        Duration::from_millis(self.role_check_interval_ms)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        self.leader_config()?;
+        if !(100..=60_000).contains(&self.role_check_interval_ms) {
+            return Err(anyhow!(
+                "invalid configuration: region.role_check_interval_ms must be between 100 and 60000"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[server]`.
@@ -545,6 +624,10 @@ impl Config {
         self.secret_box()?;
         self.arm(&InstanceId::from_stored(self.server.instance_name.clone()))?;
         self.base_url()?;
+        #[cfg(feature = "regions")]
+        if let Some(region) = &self.region {
+            region.check()?;
+        }
         let invalid = |key: &str, why: &str| anyhow!("invalid configuration: {key} {why}");
         if !(1..=600).contains(&self.server.retry_after_secs) {
             return Err(invalid(
@@ -1200,5 +1283,41 @@ retention_days = 30
             assert!(err.contains("server.retry_after_secs"), "{err}");
             Ok(())
         });
+    }
+
+    #[cfg(feature = "regions")]
+    #[test]
+    fn a_region_section_is_read_with_defaults_and_checked() {
+        let region = "\n[region]\nname = \"a\"\npair = \"ab\"\netcd_endpoints = [\"http://127.0.0.1:2379\"]\n";
+        let config = load(&format!("{VALID}{region}")).unwrap();
+        let section = config.region.expect("a region");
+        assert_eq!(
+            (section.lease_ttl_secs, section.etcd_prefix.as_str()),
+            (10, "/tether")
+        );
+        assert_eq!(section.role_check_interval(), Duration::from_secs(1));
+        assert!(
+            load(VALID).unwrap().region.is_none(),
+            "no section: no regions"
+        );
+        for (bad, key) in [
+            (region.replace("\"a\"", "\"A B\""), "region.name"),
+            (region.replace("\"ab\"", "\"\""), "region.pair"),
+            (
+                format!("{region}lease_ttl_secs = 1\n"),
+                "region.lease_ttl_secs",
+            ),
+            (
+                region.replace("[\"http://127.0.0.1:2379\"]", "[]"),
+                "region.etcd_endpoints",
+            ),
+            (
+                format!("{region}role_check_interval_ms = 0\n"),
+                "region.role_check_interval_ms",
+            ),
+        ] {
+            let err = format!("{:#}", load(&format!("{VALID}{bad}")).unwrap_err());
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }

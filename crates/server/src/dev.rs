@@ -114,6 +114,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         log: LogConfig {
             format: LogFormat::Text,
         },
+        #[cfg(feature = "regions")]
+        region: None,
     };
     let config = Config::from_base(&base)?;
     let app = Application::build(&config).await?;

@@ -11,6 +11,7 @@ use tether_adapters::jwks::HttpKeySource;
 use tether_api::ApiConfig;
 use tether_app::App;
 use tether_app::auth::{AuditLog, Authenticator, Authorizer, AuthorizerSettings, Security};
+use tether_model::fencing::{SingleRegion, WriteGate};
 use tether_model::ids::InstanceId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,8 @@ use tracing::info;
 pub mod cli;
 pub mod config;
 mod dev;
+#[cfg(feature = "regions")]
+mod region;
 pub mod telemetry;
 
 use config::Config;
@@ -40,6 +43,7 @@ impl Application {
         let store = tether_store::connect(&config.database.url, &config.store())
             .await
             .context("could not open the database (database.url)")?;
+        let (gate, region) = region_parts(config, &store)?;
         let me = InstanceId::generate(&config.server.instance_name);
         let arm = ArmClient::new(config.arm(&me)?).map_err(|e| anyhow::anyhow!("{e}"))?;
         let catalog = tether_model::catalog::catalog().map_err(|e| {
@@ -52,6 +56,7 @@ impl Application {
             config.secret_box()?,
             me.clone(),
             config.executor(),
+            gate,
             config.sagas.max_validations,
             config.azure.tenant_id.clone(),
         );
@@ -65,6 +70,7 @@ impl Application {
             security: security.clone(),
             throttle: config.throttle(),
             refusal_audit_per_sec: config.audit.refusals_per_sec,
+            region,
         };
         let router = tether_api::router(app.clone(), api);
         let listener = TcpListener::bind(config.server.listen)
@@ -127,8 +133,40 @@ impl Application {
     }
 }
 
+/// The write gate, and the region's view for readiness (`None` without regions).
+type RegionParts = (
+    Arc<dyn WriteGate>,
+    Option<Arc<dyn tether_api::RegionReport>>,
+);
+
+/// The write gate and the readiness view: a leadership member when `[region]` is set
+/// (`regions` feature), otherwise a gate that is always open.
+#[cfg(feature = "regions")]
+fn region_parts(
+    config: &Config,
+    store: &Arc<dyn tether_store::Store>,
+) -> anyhow::Result<RegionParts> {
+    match &config.region {
+        Some(section) => {
+            let region = Arc::new(region::Region::start(section, store.clone())?);
+            Ok((region.clone(), Some(region)))
+        }
+        None => Ok((Arc::new(SingleRegion), None)),
+    }
+}
+
+/// Without the `regions` feature: always active.
+#[cfg(not(feature = "regions"))]
+fn region_parts(
+    _config: &Config,
+    _store: &Arc<dyn tether_store::Store>,
+) -> anyhow::Result<RegionParts> {
+    Ok((Arc::new(SingleRegion), None))
+}
+
 /// JWT authentication, authorization and the audit trail; the bootstrap owners are made
-/// Owner (idempotently, on every replica).
+/// Owner (idempotently, on every replica whose database is writable: a standby has the
+/// primary's, replicated).
 async fn security(
     config: &Config,
     store: &Arc<dyn tether_store::Store>,
@@ -150,6 +188,14 @@ async fn security(
     });
     let scope = tether_model::authz::Scope::parse(&config.auth.bootstrap_scope)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if store
+        .in_recovery()
+        .await
+        .context("could not read the database's role")?
+    {
+        info!("the database is a standby: bootstrap owners are made by the active region");
+        return Ok(security);
+    }
     for owner in &config.auth.bootstrap_owners {
         let owner =
             tether_model::authz::PrincipalId::parse(owner).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -179,6 +225,10 @@ async fn housekeeping(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {
+                // Removing rows is a write: only the leading region does it.
+                if app.write_epoch().is_none() {
+                    continue;
+                }
                 match app.housekeeping(config.retention()).await {
                     Ok(purged) if purged.sagas > 0 => {
                         info!(sagas = purged.sagas, operations = purged.operations, "removed finished operations");

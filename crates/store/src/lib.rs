@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tether_model::authz::{AuditRecord, RoleAssignment, RoleAssignmentId, Scope};
-use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
+use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
 use tether_saga::{NewSaga, SagaStore};
@@ -77,7 +77,8 @@ impl From<sqlx::Error> for StoreError {
 /// Errors that say the database (or the connection to it) is unavailable right now, not that
 /// the statement was wrong: retrying later may succeed, so clients get `503` + `Retry-After`.
 /// Postgres: class 08 (connection exception), 57P01-57P03 (shutdown, crash, cannot connect
-/// now), 53300 (too many connections), 40001/40P01 (serialization failure, deadlock).
+/// now), 53300 (too many connections), 40001/40P01 (serialization failure, deadlock), 25006
+/// (a write reached a read-only standby: a region between leadership and promotion).
 /// SQLite: busy and locked.
 fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
@@ -92,7 +93,16 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
             code.starts_with("08")
                 || matches!(
                     code.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6" | "517"
+                    "57P01"
+                        | "57P02"
+                        | "57P03"
+                        | "53300"
+                        | "40001"
+                        | "40P01"
+                        | "25006"
+                        | "5"
+                        | "6"
+                        | "517"
                 )
         }
         _ => false,
@@ -283,8 +293,13 @@ pub struct AppliedRecord {
 /// none is held across a call to anything else.
 #[async_trait]
 pub trait Store: SagaStore {
-    /// Checks that the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// Readiness: writes this replica's heartbeat row (a real write, refused by a read-only
+    /// standby) and removes rows of replicas silent for a day. Idempotent.
+    async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError>;
+
+    /// Whether the database is a standby replaying WAL (read-only): Postgres
+    /// `pg_is_in_recovery()`; SQLite never is.
+    async fn in_recovery(&self) -> Result<bool, StoreError>;
 
     /// A linker by scope and name (case-insensitive).
     async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError>;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use tether_model::configuration::KeyNaming;
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerName, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::{Linker, LinkerProperties, Sealed, SystemData};
 use tether_model::operation::{Operation, OperationKind, OperationState, ProvisioningState};
@@ -20,6 +21,9 @@ use tether_saga::{
 };
 use tether_store::testing::TestDb;
 use tether_store::{LinkerChange, OperationBegin, Store, StoreError};
+
+/// The epoch of a single-region writer.
+const E0: Epoch = Epoch::ZERO;
 
 const SCOPE: &str = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.Web/sites/App";
 
@@ -59,6 +63,8 @@ contract!(
     stuck_sagas_are_listed_reported_and_retried_on_request,
     finished_sagas_and_operations_are_purged_by_age,
     applied_records_are_kept_and_shared_items_pass_to_the_last_holder,
+    a_commit_with_an_older_epoch_is_refused,
+    heartbeats_are_writes_and_sqlite_is_never_a_standby,
 );
 
 async fn run<F, Fut>(db: TestDb, test: F)
@@ -168,7 +174,7 @@ async fn created(store: &dyn Store, l: Linker, owner: &InstanceId) -> (Linker, L
     let at = l.at.clone();
     let (_, id, lease) = begin_create(store, l, owner).await;
     store
-        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(json!(null)), E0)
         .await
         .unwrap();
     (store.linker_get(&at).await.unwrap().unwrap(), lease)
@@ -288,7 +294,7 @@ async fn updates_are_conditional_on_generation_and_idleness(store: Arc<dyn Store
         Err(StoreError::Conflict(_))
     ));
     store
-        .saga_finish(saga, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .saga_finish(saga, &lease, &[], &SagaOutcome::Succeeded(json!(null)), E0)
         .await
         .unwrap();
     let idle = store.linker_get(&at).await.unwrap().unwrap();
@@ -318,13 +324,13 @@ async fn saga_log_writes_are_fenced_and_idempotent(store: Arc<dyn Store>) {
         SagaEvent::new("network", EventKind::Started),
     ];
     let ack = store
-        .saga_record(id, &lease, ttl, &events, None)
+        .saga_record(id, &lease, ttl, &events, None, E0)
         .await
         .unwrap();
     assert!(!ack.cancel_requested);
     // A retried write is harmless.
     store
-        .saga_record(id, &lease, ttl, &events, None)
+        .saga_record(id, &lease, ttl, &events, None, E0)
         .await
         .unwrap();
     let (record, log) = store.saga_load(id).await.unwrap();
@@ -352,12 +358,12 @@ async fn saga_log_writes_are_fenced_and_idempotent(store: Arc<dyn Store>) {
         },
     ] {
         let err = store
-            .saga_record(id, &stale, ttl, &events, None)
+            .saga_record(id, &stale, ttl, &events, None, E0)
             .await
             .unwrap_err();
         assert!(matches!(err, SagaStoreError::Fenced), "{err:?}");
         let err = store
-            .saga_finish(id, &stale, &[], &SagaOutcome::Succeeded(json!(1)))
+            .saga_finish(id, &stale, &[], &SagaOutcome::Succeeded(json!(1)), E0)
             .await
             .unwrap_err();
         assert!(matches!(err, SagaStoreError::Fenced), "{err:?}");
@@ -370,6 +376,7 @@ async fn saga_log_writes_are_fenced_and_idempotent(store: Arc<dyn Store>) {
             ttl,
             &[],
             Some((SagaState::Unwinding, Some(&failure))),
+            E0,
         )
         .await
         .unwrap();
@@ -393,7 +400,13 @@ async fn finishing_a_create_settles_linker_and_operation_in_one_commit(store: Ar
         json!({"k": 1}),
     )];
     store
-        .saga_finish(id, &lease, &done, &SagaOutcome::Succeeded(json!({"k": 1})))
+        .saga_finish(
+            id,
+            &lease,
+            &done,
+            &SagaOutcome::Succeeded(json!({"k": 1})),
+            E0,
+        )
         .await
         .unwrap();
     let after = store.operation_get(op.id).await.unwrap().unwrap();
@@ -410,7 +423,7 @@ async fn finishing_a_create_settles_linker_and_operation_in_one_commit(store: Ar
     assert_eq!(log.last().unwrap().kind, EventKind::Succeeded);
     // A finished saga takes no more writes, even from its owner.
     let err = store
-        .saga_record(id, &lease, Duration::from_secs(1), &[], None)
+        .saga_record(id, &lease, Duration::from_secs(1), &[], None, E0)
         .await
         .unwrap_err();
     assert!(matches!(err, SagaStoreError::Fenced));
@@ -471,7 +484,7 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
 
     let error = StepError::permanent("TargetUnavailable", "the server is gone");
     store
-        .saga_finish(update_id, &lease, &[], &SagaOutcome::Failed(error))
+        .saga_finish(update_id, &lease, &[], &SagaOutcome::Failed(error), E0)
         .await
         .unwrap();
     let reverted = store.linker_get(&at).await.unwrap().unwrap();
@@ -518,7 +531,13 @@ async fn a_successful_delete_removes_the_linker(store: Arc<dyn Store>) {
         ProvisioningState::Deleting
     );
     store
-        .saga_finish(delete_id, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+        .saga_finish(
+            delete_id,
+            &lease,
+            &[],
+            &SagaOutcome::Succeeded(json!(null)),
+            E0,
+        )
         .await
         .unwrap();
     assert!(store.linker_get(&at).await.unwrap().is_none());
@@ -551,6 +570,7 @@ async fn validation_results_are_kept_on_the_operation(store: Arc<dyn Store>) {
             &lease,
             &[],
             &SagaOutcome::Succeeded(result.clone()),
+            E0,
         )
         .await
         .unwrap();
@@ -612,7 +632,7 @@ async fn expired_leases_are_adopted_with_a_new_generation(store: Arc<dyn Store>)
     );
     assert!(matches!(
         store
-            .saga_record(id, &lease, Duration::from_secs(1), &[], None)
+            .saga_record(id, &lease, Duration::from_secs(1), &[], None, E0)
             .await,
         Err(SagaStoreError::Fenced)
     ));
@@ -642,6 +662,7 @@ async fn stuck_sagas_wait_for_their_retry_time(store: Arc<dyn Store>) {
             Duration::from_secs(3600),
             &events,
             Some((SagaState::Stuck, None)),
+            E0,
         )
         .await
         .unwrap();
@@ -669,6 +690,7 @@ async fn stuck_sagas_wait_for_their_retry_time(store: Arc<dyn Store>) {
             Duration::from_millis(1),
             &[],
             Some((SagaState::Stuck, None)),
+            E0,
         )
         .await
         .unwrap();
@@ -758,6 +780,7 @@ async fn sagas_of_one_chain_queue_behind_each_other(store: Arc<dyn Store>) {
         &record.lease,
         &[],
         &SagaOutcome::Succeeded(json!(null)),
+        E0,
     )
     .await
     .unwrap();
@@ -775,6 +798,7 @@ async fn sagas_of_one_chain_queue_behind_each_other(store: Arc<dyn Store>) {
         &adopted[0].1,
         &[],
         &SagaOutcome::Failed(StepError::permanent("X", "y")),
+        E0,
     )
     .await
     .unwrap();
@@ -821,14 +845,20 @@ async fn a_delete_cancels_a_running_create_and_runs_after_it(store: Arc<dyn Stor
     let (record, _) = s.saga_load(create_saga).await.unwrap();
     let lease = record.lease;
     let ack = s
-        .saga_record(create_saga, &lease, Duration::from_secs(30), &[], None)
+        .saga_record(create_saga, &lease, Duration::from_secs(30), &[], None, E0)
         .await
         .unwrap();
     assert!(ack.cancel_requested);
     let canceled = StepError::permanent(tether_saga::CANCELED, "the operation was canceled");
-    s.saga_finish(create_saga, &lease, &[], &SagaOutcome::Canceled(canceled))
-        .await
-        .unwrap();
+    s.saga_finish(
+        create_saga,
+        &lease,
+        &[],
+        &SagaOutcome::Canceled(canceled),
+        E0,
+    )
+    .await
+    .unwrap();
     let queued = s.linker_get(&at).await.unwrap().unwrap();
     assert_eq!(
         (queued.provisioning_state, queued.operation),
@@ -849,6 +879,7 @@ async fn a_delete_cancels_a_running_create_and_runs_after_it(store: Arc<dyn Stor
         &adopted[0].1,
         &[],
         &SagaOutcome::Succeeded(json!(null)),
+        E0,
     )
     .await
     .unwrap();
@@ -870,6 +901,7 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
         &record.lease,
         &[],
         &SagaOutcome::Succeeded(json!(null)),
+        E0,
     )
     .await
     .unwrap();
@@ -936,6 +968,7 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
         &record.lease,
         &[],
         &SagaOutcome::Failed(StepError::permanent("X", "y")),
+        E0,
     )
     .await
     .unwrap();
@@ -960,6 +993,7 @@ async fn stuck_sagas_are_listed_reported_and_retried_on_request(store: Arc<dyn S
         ttl,
         &[],
         Some((SagaState::Unwinding, Some(&failure))),
+        E0,
     )
     .await
     .unwrap();
@@ -975,6 +1009,7 @@ async fn stuck_sagas_are_listed_reported_and_retried_on_request(store: Arc<dyn S
         Duration::from_secs(3600),
         &events,
         Some((SagaState::Stuck, None)),
+        E0,
     )
     .await
     .unwrap();
@@ -1020,7 +1055,7 @@ async fn stuck_sagas_are_listed_reported_and_retried_on_request(store: Arc<dyn S
 async fn finished_sagas_and_operations_are_purged_by_age(store: Arc<dyn Store>) {
     let s = store.as_ref();
     let (done_op, done, lease) = begin_create(s, linker(SCOPE, "done"), &me()).await;
-    s.saga_finish(done, &lease, &[], &SagaOutcome::Succeeded(json!(null)))
+    s.saga_finish(done, &lease, &[], &SagaOutcome::Succeeded(json!(null)), E0)
         .await
         .unwrap();
     let (running_op, running, _) = begin_create(s, linker(SCOPE, "running"), &me()).await;
@@ -1121,7 +1156,7 @@ async fn created_with(store: &dyn Store, l: Linker, output: serde_json::Value) -
     let at = l.at.clone();
     let (_, id, lease) = begin_create(store, l, &me()).await;
     store
-        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(output))
+        .saga_finish(id, &lease, &[], &SagaOutcome::Succeeded(output), E0)
         .await
         .unwrap();
     store.linker_get(&at).await.unwrap().unwrap()
@@ -1165,7 +1200,10 @@ async fn finish_change(store: &dyn Store, current: &Linker, delete: bool, outcom
         owner,
         generation: 1,
     };
-    store.saga_finish(id, &lease, &[], &outcome).await.unwrap();
+    store
+        .saga_finish(id, &lease, &[], &outcome, E0)
+        .await
+        .unwrap();
 }
 
 async fn created_keys(store: &dyn Store, l: &Linker) -> Vec<String> {
@@ -1227,4 +1265,73 @@ async fn applied_records_are_kept_and_shared_items_pass_to_the_last_holder(store
     assert!(s.linker_get(&a.at).await.unwrap().is_none());
     assert!(s.items_held_elsewhere(b.id, &xyz).await.unwrap().is_empty());
     assert_eq!(created_keys(s, &b).await, keys(&["x", "z"]));
+}
+
+async fn a_commit_with_an_older_epoch_is_refused(store: Arc<dyn Store>) {
+    let (_, id, lease) = begin_create(store.as_ref(), linker(SCOPE, "db"), &me()).await;
+    let (_, other, other_lease) = begin_create(store.as_ref(), linker(SCOPE, "cache"), &me()).await;
+    let ttl = Duration::from_secs(30);
+    let started = [SagaEvent::new("network", EventKind::Started)];
+    // Region A leads at epoch 5 and commits.
+    store
+        .saga_record(id, &lease, ttl, &started, None, Epoch::new(5))
+        .await
+        .unwrap();
+    // Region B takes over at epoch 7 and commits (another saga: the fence is global).
+    store
+        .saga_record(other, &other_lease, ttl, &started, None, Epoch::new(7))
+        .await
+        .unwrap();
+    // A stale writer of A can commit nothing any more, whatever its lease says.
+    let done = [SagaEvent::new("network", EventKind::Succeeded)];
+    let err = store
+        .saga_record(id, &lease, ttl, &done, None, Epoch::new(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SagaStoreError::StaleEpoch), "{err:?}");
+    let err = store
+        .saga_finish(
+            id,
+            &lease,
+            &done,
+            &SagaOutcome::Succeeded(json!(1)),
+            Epoch::new(6),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SagaStoreError::StaleEpoch), "{err:?}");
+    let (record, log) = store.saga_load(id).await.unwrap();
+    assert_eq!(record.state, SagaState::Running);
+    assert!(
+        !log.iter().any(|e| e.kind == EventKind::Succeeded),
+        "nothing of the refused commits was written"
+    );
+    // The current epoch (and a newer one) commit.
+    store
+        .saga_record(id, &lease, ttl, &done, None, Epoch::new(7))
+        .await
+        .unwrap();
+    store
+        .saga_finish(
+            id,
+            &lease,
+            &[],
+            &SagaOutcome::Succeeded(json!(1)),
+            Epoch::new(8),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .saga_record(other, &other_lease, ttl, &[], None, Epoch::new(7))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SagaStoreError::StaleEpoch), "{err:?}");
+}
+
+async fn heartbeats_are_writes_and_sqlite_is_never_a_standby(store: Arc<dyn Store>) {
+    let owner = me();
+    store.heartbeat(&owner).await.unwrap();
+    store.heartbeat(&owner).await.unwrap();
+    store.heartbeat(&me()).await.unwrap();
+    assert!(!store.in_recovery().await.unwrap());
 }

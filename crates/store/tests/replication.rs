@@ -192,3 +192,40 @@ async fn synchronous_replication_is_reported() {
     assert!(waited.is_err(), "the commit must wait for the standby");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_commit_waiting_for_a_lost_synchronous_standby_fails_never_succeeds() {
+    let mut pair = PgPair::start(true).await.unwrap();
+    let options = tether_store::StoreOptions {
+        query_timeout: Duration::from_secs(1),
+        ..tether_store::StoreOptions::default()
+    };
+    let store = tether_store::connect(&pair.primary.url(), &options)
+        .await
+        .unwrap();
+    let me = tether_model::ids::InstanceId::generate("sync");
+    store.heartbeat(&me).await.unwrap();
+    let primary = Replication::connect(&pair.primary.url()).await.unwrap();
+    pair.standby.kill().await.unwrap();
+    eventually("the primary notices the standby left", || async {
+        let r = primary.replicas().await.unwrap();
+        if r.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+    // The commit waits for the standby; the store gives up after its query timeout and
+    // reports a failure, before the server's statement timeout could turn the canceled wait
+    // into a "successful" commit with a warning.
+    let err = store.heartbeat(&me).await.unwrap_err();
+    assert!(
+        matches!(err, tether_store::StoreError::TimedOut(_)),
+        "{err:?}"
+    );
+    // Later writes fail too (waiting, or behind the row lock the unreplicated commit holds).
+    for _ in 0..2 {
+        assert!(store.heartbeat(&me).await.is_err());
+    }
+}

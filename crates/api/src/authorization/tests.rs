@@ -75,6 +75,7 @@ async fn env(throttle: Option<ThrottleSettings>) -> Env {
         security: security.clone(),
         throttle,
         refusal_audit_per_sec: 1000,
+        region: None,
     };
     Env {
         router: crate::router(app, config),

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
@@ -26,6 +27,10 @@ mod authz;
 mod linker;
 mod saga;
 
+/// How much longer than the application's own bound the server's `statement_timeout` is:
+/// enough that the application always gives up first (see [`PgStore::connect`]).
+pub const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+
 /// A Postgres-backed [`Store`].
 #[derive(Clone)]
 pub struct PgStore {
@@ -35,15 +40,28 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects (with a bounded pool) and applies the migrations. Every session gets
-    /// `statement_timeout` and `lock_timeout` (the query timeout), an idle-in-transaction
-    /// timeout, and TCP keep-alives, so neither a slow query nor a dead peer holds a
-    /// connection for long.
+    /// `lock_timeout` (the query timeout), `statement_timeout` (the query timeout plus
+    /// [`SERVER_TIMEOUT_MARGIN`]), an idle-in-transaction timeout, and TCP keep-alives, so
+    /// neither a slow query nor a dead peer holds a connection for long.
+    ///
+    /// Synchronous replication: a commit waits for the standby. Postgres ends that wait
+    /// early when the statement is canceled — by `statement_timeout` too — and then reports
+    /// the commit as *successful* with only a WARNING ("canceling wait for synchronous
+    /// replication"): the commit is local, not replicated, and would be lost by a failover.
+    /// So the application bounds the wait itself: every store call is abandoned after the
+    /// query timeout ([`StoreError::TimedOut`], a failure; its connection is dropped), which
+    /// always fires before the server's `statement_timeout` can cancel the wait.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         let millis = options.query_timeout.as_millis().to_string();
+        let statement_millis = options
+            .query_timeout
+            .saturating_add(SERVER_TIMEOUT_MARGIN)
+            .as_millis()
+            .to_string();
         let connect = PgConnectOptions::from_str(url)?
             .application_name("tether")
             .options([
-                ("statement_timeout", millis.as_str()),
+                ("statement_timeout", statement_millis.as_str()),
                 ("lock_timeout", millis.as_str()),
                 ("idle_in_transaction_session_timeout", millis.as_str()),
                 ("tcp_keepalives_idle", "10"),
@@ -55,10 +73,19 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        sqlx::migrate!("../../migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?;
+        // A standby is read-only: its schema is the primary's, replicated (the primary's
+        // replicas migrate it).
+        let (recovering,): (bool,) = sqlx::query_as("select pg_is_in_recovery()")
+            .fetch_one(&pool)
+            .await?;
+        if recovering {
+            tracing::info!("the database is a standby: migrations are left to the primary");
+        } else {
+            sqlx::migrate!("../../migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Database(e.into()))?;
+        }
         Ok(Self {
             pool,
             timeout: options.query_timeout,
@@ -68,14 +95,32 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        let ping = async {
-            Ok(sqlx::query("select 1")
-                .execute(&self.pool)
-                .await
-                .map(drop)?)
+    async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
+        let beat = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "insert into replica_heartbeat (instance, beat_at) values ($1, now())
+                 on conflict (instance) do update set beat_at = excluded.beat_at",
+            )
+            .bind(instance.as_str())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("delete from replica_heartbeat where beat_at < now() - interval '1 day'")
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx.commit().await?)
         };
-        crate::timed(self.timeout, ping).await
+        crate::timed(self.timeout, beat).await
+    }
+
+    async fn in_recovery(&self) -> Result<bool, StoreError> {
+        let query = async {
+            let (recovering,): (bool,) = sqlx::query_as("select pg_is_in_recovery()")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(recovering)
+        };
+        crate::timed(self.timeout, query).await
     }
 
     async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
@@ -202,10 +247,11 @@ impl SagaStore for PgStore {
         ttl: Duration,
         events: &[SagaEvent],
         state: Option<(SagaState, Option<&StepError>)>,
+        epoch: Epoch,
     ) -> Result<Ack, SagaStoreError> {
         crate::timed(
             self.timeout,
-            saga::record(&self.pool, id, lease, ttl, events, state),
+            saga::record(&self.pool, id, lease, ttl, events, state, epoch),
         )
         .await
     }
@@ -216,10 +262,11 @@ impl SagaStore for PgStore {
         lease: &Lease,
         events: &[SagaEvent],
         outcome: &SagaOutcome,
+        epoch: Epoch,
     ) -> Result<(), SagaStoreError> {
         crate::timed(
             self.timeout,
-            saga::finish(&self.pool, id, lease, events, outcome),
+            saga::finish(&self.pool, id, lease, events, outcome, epoch),
         )
         .await
     }

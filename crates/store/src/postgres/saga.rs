@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::PgPool;
 use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Transaction};
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
 use tether_model::operation::OperationKind;
 use tether_saga::{
@@ -49,7 +50,31 @@ pub(super) async fn load(
     Ok((record, events))
 }
 
-/// One statement, hence one commit: the conditional saga update, then the log insert only if
+/// Raises the stored epoch to `epoch` if it is newer, and refuses `epoch` if a newer one
+/// is stored. The share lock on the fence row lasts until the caller's commit, so a raise
+/// by the new leader cannot commit between this check and that commit; it waits, and then
+/// every later check sees it. (A non-matching update takes no lock: the common path only
+/// shares the row.)
+async fn check_epoch(
+    tx: &mut Transaction<'_, Postgres>,
+    epoch: Epoch,
+) -> Result<(), SagaStoreError> {
+    sqlx::query("update saga_fence set epoch = $1 where id = 1 and epoch < $1")
+        .bind(epoch.as_i64())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let (stored,): (i64,) = sqlx::query_as("select epoch from saga_fence where id = 1 for share")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    if stored > epoch.as_i64() {
+        return Err(SagaStoreError::StaleEpoch);
+    }
+    Ok(())
+}
+
+/// One commit: the epoch check, the conditional saga update, then the log insert only if
 /// that update matched.
 pub(super) async fn record(
     pool: &PgPool,
@@ -58,11 +83,15 @@ pub(super) async fn record(
     ttl: Duration,
     events: &[SagaEvent],
     state: Option<(SagaState, Option<&StepError>)>,
+    epoch: Epoch,
 ) -> Result<Ack, SagaStoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    check_epoch(&mut tx, epoch).await?;
     let row: Option<(bool,)> = sqlx::query_as(
         "with s as (
             update saga set lease_expires_at = now() + make_interval(secs => $4),
-                state = coalesce($5, state), error = coalesce($6, error), updated_at = now()
+                state = coalesce($5, state), error = coalesce($6, error), updated_at = now(),
+                epoch = $8
             where id = $1 and owner = $2 and generation = $3
               and state in ('running', 'unwinding', 'stuck')
             returning cancel_requested
@@ -82,10 +111,12 @@ pub(super) async fn record(
     .bind(state.map(|(s, _)| s.as_str()))
     .bind(state.and_then(|(_, e)| e).map(step_error_json))
     .bind(events_json(events))
-    .fetch_optional(pool)
+    .bind(epoch.as_i64())
+    .fetch_optional(&mut *tx)
     .await
     .map_err(backend)?;
     let (cancel_requested,) = row.ok_or(SagaStoreError::Fenced)?;
+    tx.commit().await.map_err(backend)?;
     Ok(Ack { cancel_requested })
 }
 
@@ -96,14 +127,16 @@ pub(super) async fn finish(
     lease: &Lease,
     events: &[SagaEvent],
     outcome: &SagaOutcome,
+    epoch: Epoch,
 ) -> Result<(), SagaStoreError> {
     let mut tx = pool.begin().await.map_err(backend)?;
+    check_epoch(&mut tx, epoch).await?;
     let error = match outcome {
         SagaOutcome::Succeeded(_) => None,
         SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => Some(step_error_json(e)),
     };
     let ended = sqlx::query(
-        "update saga set state = $4, error = coalesce($5, error), updated_at = now()
+        "update saga set state = $4, error = coalesce($5, error), updated_at = now(), epoch = $6
          where id = $1 and owner = $2 and generation = $3 and state in ('running', 'unwinding', 'stuck')",
     )
     .bind(id.as_uuid())
@@ -111,6 +144,7 @@ pub(super) async fn finish(
     .bind(lease.generation)
     .bind(outcome.state().as_str())
     .bind(error)
+    .bind(epoch.as_i64())
     .execute(&mut *tx)
     .await
     .map_err(backend)?;

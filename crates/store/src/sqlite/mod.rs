@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::Linker;
 use tether_model::operation::Operation;
@@ -96,14 +97,29 @@ fn ms(d: Duration) -> i64 {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        let ping = async {
-            Ok(sqlx::query("select 1")
-                .execute(&self.reader)
-                .await
-                .map(drop)?)
+    async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
+        let beat = async {
+            let mut tx = self.writer.begin().await?;
+            let now = now_ms();
+            sqlx::query(
+                "insert into replica_heartbeat (instance, beat_ms) values (?1, ?2)
+                 on conflict (instance) do update set beat_ms = excluded.beat_ms",
+            )
+            .bind(instance.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("delete from replica_heartbeat where beat_ms < ?1")
+                .bind(now - ms(Duration::from_secs(86_400)))
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx.commit().await?)
         };
-        crate::timed(self.timeout, ping).await
+        crate::timed(self.timeout, beat).await
+    }
+
+    async fn in_recovery(&self) -> Result<bool, StoreError> {
+        Ok(false)
     }
 
     async fn linker_get(&self, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
@@ -235,10 +251,11 @@ impl SagaStore for SqliteStore {
         ttl: Duration,
         events: &[SagaEvent],
         state: Option<(SagaState, Option<&StepError>)>,
+        epoch: Epoch,
     ) -> Result<Ack, SagaStoreError> {
         crate::timed(
             self.timeout,
-            saga::record(&self.writer, id, lease, ttl, events, state),
+            saga::record(&self.writer, id, lease, ttl, events, state, epoch),
         )
         .await
     }
@@ -249,10 +266,11 @@ impl SagaStore for SqliteStore {
         lease: &Lease,
         events: &[SagaEvent],
         outcome: &SagaOutcome,
+        epoch: Epoch,
     ) -> Result<(), SagaStoreError> {
         crate::timed(
             self.timeout,
-            saga::finish(&self.writer, id, lease, events, outcome),
+            saga::finish(&self.writer, id, lease, events, outcome, epoch),
         )
         .await
     }

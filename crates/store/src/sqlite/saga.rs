@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::types::Json;
 use sqlx::{Sqlite, SqlitePool, Transaction};
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
 use tether_model::operation::OperationKind;
 use tether_saga::{
@@ -71,6 +72,21 @@ async fn append(
     Ok(())
 }
 
+/// Raises the stored epoch to `epoch` if it is newer, and refuses `epoch` if a newer one is
+/// stored (SQLite has one writer: the check and the caller's commit are not interleaved).
+async fn check_epoch(tx: &mut Transaction<'_, Sqlite>, epoch: Epoch) -> Result<(), SagaStoreError> {
+    let (stored,): (i64,) =
+        sqlx::query_as("update saga_fence set epoch = max(epoch, ?1) where id = 1 returning epoch")
+            .bind(epoch.as_i64())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?;
+    if stored > epoch.as_i64() {
+        return Err(SagaStoreError::StaleEpoch);
+    }
+    Ok(())
+}
+
 pub(super) async fn record(
     pool: &SqlitePool,
     id: SagaId,
@@ -78,11 +94,13 @@ pub(super) async fn record(
     ttl: Duration,
     events: &[SagaEvent],
     state: Option<(SagaState, Option<&StepError>)>,
+    epoch: Epoch,
 ) -> Result<Ack, SagaStoreError> {
     let mut tx = pool.begin().await.map_err(backend)?;
+    check_epoch(&mut tx, epoch).await?;
     let row: Option<(bool,)> = sqlx::query_as(&format!(
         "update saga set lease_expires_ms = ?4, state = coalesce(?5, state), error = coalesce(?6, error),
-            updated_at = ?7
+            updated_at = ?7, epoch = ?8
          where id = ?1 and owner = ?2 and generation = ?3 and {UNFINISHED}
          returning cancel_requested"
     ))
@@ -93,6 +111,7 @@ pub(super) async fn record(
     .bind(state.map(|(s, _)| s.as_str()))
     .bind(state.and_then(|(_, e)| e).map(step_error_json))
     .bind(Utc::now())
+    .bind(epoch.as_i64())
     .fetch_optional(&mut *tx)
     .await
     .map_err(backend)?;
@@ -108,15 +127,17 @@ pub(super) async fn finish(
     lease: &Lease,
     events: &[SagaEvent],
     outcome: &SagaOutcome,
+    epoch: Epoch,
 ) -> Result<(), SagaStoreError> {
     let mut tx = pool.begin().await.map_err(backend)?;
+    check_epoch(&mut tx, epoch).await?;
     let now = Utc::now();
     let error = match outcome {
         SagaOutcome::Succeeded(_) => None,
         SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => Some(step_error_json(e)),
     };
     let ended = sqlx::query(&format!(
-        "update saga set state = ?4, error = coalesce(?5, error), updated_at = ?6
+        "update saga set state = ?4, error = coalesce(?5, error), updated_at = ?6, epoch = ?7
          where id = ?1 and owner = ?2 and generation = ?3 and {UNFINISHED}"
     ))
     .bind(id.as_uuid())
@@ -125,6 +146,7 @@ pub(super) async fn finish(
     .bind(outcome.state().as_str())
     .bind(error)
     .bind(now)
+    .bind(epoch.as_i64())
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
