@@ -9,14 +9,16 @@
 //!   subscription, a Key Vault, a user-assigned identity) need a write role of their own;
 //! - the confused deputy: a stored password never follows a linker to another target;
 //! - lists filtered down to what the caller may read;
-//! - the audit trail of accepted writes and refusals, readable by operators only.
+//! - the audit trail of accepted writes and refusals, readable by operators only;
+//! - throttling per principal and per class of request, with ARM's `429` and its audit record.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_app::auth::roles::{self, RoleDefinition};
 use tether_mock_azure::demo;
-use tether_test_utils::{Api, Backend, Replica, Reply, TestEnv};
+use tether_test_utils::{Api, Backend, Replica, ReplicaOptions, Reply, TestEnv, eventually};
 
 use crate::support::{
     API_APP_ID, PG_DATABASE_2_ID, PG_DATABASE_ID, PG_SERVER_ID, WEB_APP_ID, changed, comparable,
@@ -1316,6 +1318,99 @@ async fn a_refused_write_is_audited_with_its_target() {
             .as_str()
             .is_some_and(|t| t.eq_ignore_ascii_case(&ledger)),
         "the record names the target the write was refused for: {record}"
+    );
+    drop(replica);
+    env.teardown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Throttling
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_principal_over_its_budget_is_throttled_alone_and_audited() {
+    let env = env(Backend::Postgres).await;
+    // Five reads at once, then one a second: a burst of GETs runs out within a few requests.
+    let replica = env
+        .spawn_with(
+            ReplicaOptions::default()
+                .env("TETHER__THROTTLE__PRINCIPAL_BURST", "5")
+                .env("TETHER__THROTTLE__PER_PRINCIPAL_PER_MINUTE", "60"),
+        )
+        .await;
+    let owner = &replica.api;
+    let reader = principal(&env, &replica, "reader").await;
+    grant(owner, &reader, &roles::READER, demo::RESOURCE_GROUP_ID).await;
+
+    let mut answered = 0;
+    let throttled = loop {
+        let reply = owner.get_linker(WEB_APP_ID, "absent").await;
+        if reply.status == 429 {
+            break reply;
+        }
+        assert_eq!(reply.status, 404, "{}", reply.text);
+        answered += 1;
+        assert!(answered < 30, "30 reads in a row were never throttled");
+    };
+    assert!(answered >= 1, "the first read is within the burst");
+    assert_eq!(
+        throttled.body["error"]["code"], "SubscriptionRequestsThrottled",
+        "{}",
+        throttled.text
+    );
+    let message = throttled.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("Number of read requests for principal")
+            && message.contains("exceeded the limit"),
+        "ARM's wording: {message}"
+    );
+    let retry_after: u64 = throttled
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a 429 says when to retry");
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+
+    // The budget is per principal and per class: another principal reads, the owner writes.
+    let other = reader.api.get_linker(WEB_APP_ID, "absent").await;
+    assert_eq!(
+        other.status, 404,
+        "another principal is not throttled: {}",
+        other.text
+    );
+    let write = owner
+        .call("DELETE", &Api::linker_path(WEB_APP_ID, "absent"), None)
+        .await;
+    assert_eq!(
+        write.status, 204,
+        "writes have their own budget: {}",
+        write.text
+    );
+
+    // The refusal is in the audit trail (read once the owner's budget has refilled).
+    let records = eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        async || {
+            let url = format!(
+                "{}/admin/audit?principal={}&limit=1000",
+                owner.base(),
+                demo::CLIENT_OBJECT_ID
+            );
+            let reply = owner.call_url("GET", &url, None).await;
+            match reply.status {
+                200 => Ok(reply.body["value"].as_array().cloned().unwrap_or_default()),
+                _ => Err(format!("the audit trail stayed unreadable: {}", reply.text)),
+            }
+        },
+    )
+    .await;
+    assert!(
+        records.iter().any(|r| r["action"] == "throttle"
+            && r["outcome"] == "refused"
+            && r["status"] == 429
+            && r["errorCode"] == "SubscriptionRequestsThrottled"),
+        "no throttle record: {records:#?}"
     );
     drop(replica);
     env.teardown().await;

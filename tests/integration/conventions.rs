@@ -379,6 +379,164 @@ async fn lists_page_with_tamper_proof_next_links() {
     env.teardown().await;
 }
 
+/// `configurationNames` lists the catalogue's keys page by page (every answer checked against
+/// the OpenAPI document), narrows with `$filter`, and, like `daprConfigurations`, exists from
+/// 2024-04-01 on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalogue_operations_list_configuration_names_and_dapr_templates() {
+    let (env, r) = start().await;
+    let names_path = "/providers/Microsoft.ServiceLinker/configurationNames";
+    for version in ["2024-04-01", "2024-07-01-preview"] {
+        let api = r.api.version(version);
+        let mut reply = api.call("GET", names_path, None).await;
+        let mut entries = Vec::new();
+        loop {
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            entries.extend(reply.body["value"].as_array().unwrap().iter().cloned());
+            match reply.body["nextLink"].as_str() {
+                Some(next) => {
+                    assert!(next.starts_with(&r.url) && next.contains(version), "{next}");
+                    let next = next.to_string();
+                    reply = api.call_url("GET", &next, None).await;
+                }
+                None => break,
+            }
+        }
+        assert!(
+            entries.len() > 100,
+            "every target x client x auth: {}",
+            entries.len()
+        );
+        let postgres_python_password = entries.iter().find(|e| {
+            let p = &e["properties"];
+            p["targetService"] == "MICROSOFT.DBFORPOSTGRESQL/FLEXIBLESERVERS/DATABASES"
+                && p["clientType"] == "python"
+                && p["authType"] == "secret"
+        });
+        assert!(postgres_python_password.is_some_and(|e| {
+            e["properties"]["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["value"] == "AZURE_POSTGRESQL_CONNECTIONSTRING")
+        }));
+
+        let filtered = api
+            .call_url(
+                "GET",
+                &format!(
+                    "{}{names_path}?api-version={version}&$filter=targetService%20eq%20%27MICROSOFT.APPCONFIGURATION%2FCONFIGURATIONSTORES%27%20and%20authType%20eq%20%27systemAssignedIdentity%27",
+                    r.url
+                ),
+                None,
+            )
+            .await;
+        let value = filtered.body["value"].as_array().unwrap();
+        assert!(!value.is_empty(), "{}", filtered.text);
+        assert!(
+            value
+                .iter()
+                .all(|e| e["properties"]["authType"] == "systemAssignedIdentity"
+                    && e["properties"]["names"][0]["value"] == "AZURE_APPCONFIGURATION_ENDPOINT")
+        );
+        let bad = api
+            .call_url(
+                "GET",
+                &format!(
+                    "{}{names_path}?api-version={version}&$filter=region%20eq%20%27x%27",
+                    r.url
+                ),
+                None,
+            )
+            .await;
+        assert_eq!((bad.status, bad.code()), (400, "InvalidFilter"));
+
+        let dapr = api
+            .call(
+                "GET",
+                &format!("{WEB_APP_ID}/providers/Microsoft.ServiceLinker/daprConfigurations"),
+                None,
+            )
+            .await;
+        assert_eq!((dapr.status, &dapr.body), (200, &json!({"value": []})));
+    }
+    let old = r
+        .api
+        .version("2022-05-01")
+        .call("GET", names_path, None)
+        .await;
+    assert_eq!((old.status, old.code()), (400, "InvalidResourceType"));
+    env.teardown().await;
+}
+
+/// `generateConfigurations` renders a linker's configuration with another
+/// `configurationInfo` (or its own, without a body), secrets redacted, changing nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn generate_configurations_renders_another_configuration_info_and_changes_nothing() {
+    let (env, r) = start().await;
+    let api = r.api.version("2024-04-01");
+    let reply = api
+        .put_linker(
+            WEB_APP_ID,
+            "db",
+            secret_linker(PG_DATABASE_ID, "pw-generate", "python", false),
+        )
+        .await;
+    assert_eq!(api.wait(&reply).await["status"], "Succeeded");
+    let path = format!("{WEB_APP_ID}{LINKERS}/db/generateConfigurations");
+    let names = |reply: &tether_test_utils::Reply| -> Vec<String> {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body["configurations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = env.mock.state().await;
+
+    let own = api.call("POST", &path, None).await;
+    let listed = api.list_configurations(WEB_APP_ID, "db").await;
+    assert_eq!(
+        own.body, listed.body,
+        "without a body: the linker's own configuration"
+    );
+    let renamed = api
+        .call(
+            "POST",
+            &path,
+            Some(&json!({
+                "customizedKeys": { "AZURE_POSTGRESQL_CONNECTIONSTRING": "DB_URL" },
+                "additionalConfigurations": { "EXTRA": "1" },
+            })),
+        )
+        .await;
+    let mut got = names(&renamed);
+    got.sort();
+    assert_eq!(got, ["DB_URL", "EXTRA"]);
+    assert!(
+        !renamed.text.contains("pw-generate"),
+        "secrets stay redacted"
+    );
+
+    let bad = api
+        .call(
+            "POST",
+            &path,
+            Some(&json!({ "customizedKeys": "not a map" })),
+        )
+        .await;
+    assert_eq!((bad.status, bad.code()), (400, "InvalidRequestContent"));
+    let old = r.api.version("2022-05-01").call("POST", &path, None).await;
+    assert_eq!((old.status, old.code()), (400, "InvalidResourceType"));
+    assert_eq!(env.mock.state().await, before, "nothing was applied");
+    assert_eq!(
+        names(&api.list_configurations(WEB_APP_ID, "db").await),
+        names(&own)
+    );
+    env.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_during_a_running_operation_conflict_unless_they_repeat_it() {
     let (env, r) = start().await;

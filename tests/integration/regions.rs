@@ -56,8 +56,18 @@ async fn ready_as(replica: &Replica, role: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_standby_region_takes_over_and_finishes_the_active_region_s_sagas() {
+    takeover(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_with_synchronous_replication() {
+    takeover(true).await;
+}
+
+/// The takeover, with the primary's commits waiting for the standby or not.
+async fn takeover(synchronous: bool) {
     let etcd = EtcdServer::start().await.unwrap();
-    let pair = PgPair::start(false).await.unwrap();
+    let pair = PgPair::start(synchronous).await.unwrap();
     let env = env(Backend::Postgres).await;
     let (primary_url, standby_url) = (pair.primary.url(), pair.standby.url());
 

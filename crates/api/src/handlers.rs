@@ -12,11 +12,12 @@ use tether_app::auth::roles::actions;
 use tether_app::{Caller, NamedResources};
 use tether_model::authz::Scope;
 use tether_model::ids::{LinkerRef, OperationId, PROVIDER_NAMESPACE, ResourceId};
-use tether_model::linker::LinkerProperties;
+use tether_model::linker::{ConfigurationInfo, LinkerProperties};
 use tether_model::operation::{Operation, OperationKind, OperationState};
 use tether_model::{ApiVersion, Error, ErrorKind};
 
 use crate::ApiState;
+use crate::catalogue;
 use crate::error::ApiError;
 use crate::guard::linker_scope;
 use crate::render::{self, empty_response, json_response};
@@ -52,6 +53,11 @@ async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response,
     let method = parts.method.clone();
     match (method, route) {
         (Method::GET, Route::Operations) => Ok(json_response(StatusCode::OK, &render::operations())),
+        (Method::GET, Route::ConfigurationNames) => cx.configuration_names(parts, &query),
+        (Method::GET, Route::DaprConfigurations) => {
+            defined_since_2024(version, "daprConfigurations")?;
+            Ok(json_response(StatusCode::OK, &json!({ "value": [] })))
+        }
         (Method::GET, Route::Linkers(scope)) => cx.list(&scope, parts, &query).await,
         (Method::GET, Route::Linker(at)) => {
             cx.guarded(parts, actions::LINKERS_READ, &at, async { Ok(cx.get(&at).await?.into()) }).await
@@ -72,7 +78,17 @@ async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response,
         }
         (Method::POST, Route::LinkerAction(at, Action::ListConfigurations)) => {
             let action = actions::LINKERS_LIST_CONFIGURATIONS;
-            cx.guarded(parts, action, &at, async { Ok(cx.configurations(&at).await?.into()) }).await
+            cx.guarded(parts, action, &at, async { Ok(cx.configurations(&at, None).await?.into()) }).await
+        }
+        (Method::POST, Route::LinkerAction(at, Action::GenerateConfigurations)) => {
+            defined_since_2024(version, "generateConfigurations")?;
+            let info = match read_json(parts, body).await? {
+                Some(info) => Some(configuration_info(info)?),
+                None => None,
+            };
+            // It reveals what listConfigurations does, for another configurationInfo.
+            let action = actions::LINKERS_LIST_CONFIGURATIONS;
+            cx.guarded(parts, action, &at, async { Ok(cx.configurations(&at, info).await?.into()) }).await
         }
         (Method::GET, Route::OperationStatus { subscription, id }) => cx.status(&subscription, id, parts).await,
         (Method::GET, Route::OperationResult { subscription, id }) => cx.result(&subscription, id, parts).await,
@@ -95,6 +111,13 @@ async fn handle(state: &ApiState, parts: &Parts, body: Body) -> Result<Response,
 /// (else `413`, at once when the declared length says so: nothing more is read), arriving
 /// without long pauses (else `408`).
 async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
+    read_json(parts, body)
+        .await?
+        .ok_or_else(|| Error::invalid("InvalidRequestContent", "the request body is required"))
+}
+
+/// Like [`read_body`], for an optional body: `None` when the request has none.
+async fn read_json(parts: &Parts, body: Body) -> Result<Option<Value>, Error> {
     let too_large = || {
         Error::new(
             ErrorKind::PayloadTooLarge,
@@ -107,10 +130,13 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large());
+    // (A declared length over the limit was refused before routing: `refuse_oversized`.)
+    // HTTP/1.1: a request with neither length nor chunked encoding has no body.
+    let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+    if declared == Some(0) || (declared.is_none() && !chunked) {
+        return Ok(None);
     }
-    if declared != Some(0) && !is_json(&parts.headers) {
+    if !is_json(&parts.headers) {
         return Err(Error::new(
             ErrorKind::UnsupportedMediaType,
             "UnsupportedMediaType",
@@ -121,13 +147,10 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
         .await
         .map_err(|e| body_error(&e).unwrap_or_else(too_large))?;
     if bytes.is_empty() {
-        return Err(Error::invalid(
-            "InvalidRequestContent",
-            "the request body is required",
-        ));
+        return Ok(None);
     }
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(v @ Value::Object(_)) => Ok(Some(v)),
         Ok(_) => Err(Error::invalid(
             "InvalidRequestContent",
             "the request body must be a JSON object",
@@ -136,6 +159,27 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Value, Error> {
             "InvalidRequestContent",
             format!("the request body is not valid JSON: {e}"),
         )),
+    }
+}
+
+/// The `ConfigurationInfo` body of `generateConfigurations`, within the limits and with the
+/// errors of a linker's `properties.configurationInfo`.
+fn configuration_info(body: Value) -> Result<ConfigurationInfo, Error> {
+    let properties = LinkerProperties::from_json(json!({ "configurationInfo": body }))?;
+    Ok(properties.configuration_info.unwrap_or_default())
+}
+
+/// Refuses an operation that api-version 2022-05-01 does not define.
+fn defined_since_2024(version: ApiVersion, operation: &str) -> Result<(), Error> {
+    match version {
+        ApiVersion::V2022_05_01 => Err(Error::invalid(
+            "InvalidResourceType",
+            format!(
+                "the resource type '{operation}' could not be found in the namespace '{PROVIDER_NAMESPACE}' for api version '{}'",
+                version.as_str()
+            ),
+        )),
+        ApiVersion::V2024_04_01 | ApiVersion::V2024_07_01Preview => Ok(()),
     }
 }
 
@@ -411,6 +455,30 @@ impl Cx<'_> {
         ))
     }
 
+    fn configuration_names(&self, parts: &Parts, query: &Query) -> Result<Response, ApiError> {
+        defined_since_2024(self.version, "configurationNames")?;
+        let filter = catalogue::Filter::parse(query.filter.as_deref())?;
+        let catalog = tether_model::catalog::catalog()?;
+        let (value, next) =
+            catalogue::configuration_names(catalog, &filter, query.skip_token.as_deref())?;
+        let mut body = json!({ "value": value });
+        if let Some(token) = next {
+            let mut next = form_urlencoded::Serializer::new(String::new());
+            next.append_pair("api-version", self.version.as_str());
+            if let Some(filter) = &query.filter {
+                next.append_pair("$filter", filter);
+            }
+            next.append_pair("$skipToken", &token);
+            body["nextLink"] = json!(format!(
+                "{}{}?{}",
+                self.base,
+                parts.uri.path(),
+                next.finish()
+            ));
+        }
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
     async fn list(
         &self,
         scope: &tether_model::ids::ResourceId,
@@ -552,8 +620,12 @@ impl Cx<'_> {
         })
     }
 
-    async fn configurations(&self, at: &LinkerRef) -> Result<Response, ApiError> {
-        let entries = self.state.app.linker_configurations(at).await?;
+    async fn configurations(
+        &self,
+        at: &LinkerRef,
+        info: Option<ConfigurationInfo>,
+    ) -> Result<Response, ApiError> {
+        let entries = self.state.app.linker_configurations(at, info).await?;
         let configurations: Vec<Value> = entries
             .iter()
             .map(|e| json!({"name": e.name, "value": e.value}))

@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use http_body_util::BodyExt;
 use serde_json::json;
 use tether_app::App;
 use tether_app::auth::Security;
@@ -31,6 +32,7 @@ mod admin;
 mod audit;
 mod authn;
 pub mod authorization;
+mod catalogue;
 mod error;
 mod guard;
 mod handlers;
@@ -224,6 +226,7 @@ fn harden(routes: Router, limits: &HttpLimits) -> Router {
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_requests));
     routes
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(middleware::from_fn(refuse_oversized))
         .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -276,6 +279,32 @@ async fn openapi(Path(file): Path<String>) -> Response {
         doc,
     )
         .into_response()
+}
+
+/// How long the rest of a refused body is read and dropped.
+const DISCARD_FOR: Duration = Duration::from_secs(5);
+
+/// Answers `413` at once to a request whose declared length is over [`MAX_BODY`], reading
+/// and dropping the rest of its body in the background for at most [`DISCARD_FOR`]: a socket
+/// closed with unread data in it resets the connection, and a client still sending would
+/// then see a reset instead of the `413`. Nothing is kept, and the connection limit bounds
+/// how many such bodies are read at once. (Bodies without a declared length are cut off at
+/// the limit while they stream, by `RequestBodyLimitLayer` and the handlers.)
+async fn refuse_oversized(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= MAX_BODY as u64) {
+        return next.run(request).await;
+    }
+    let mut body = request.into_body();
+    tokio::spawn(async move {
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(DISCARD_FOR, drain).await;
+    });
+    error::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response()
 }
 
 /// Request and correlation ids, the request's span and its access log line.

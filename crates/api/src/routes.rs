@@ -28,6 +28,10 @@ pub enum Route {
         subscription: String,
         id: Option<OperationId>,
     },
+    /// `/providers/Microsoft.ServiceLinker/configurationNames`
+    ConfigurationNames,
+    /// `{scope}/providers/Microsoft.ServiceLinker/daprConfigurations`
+    DaprConfigurations,
     /// A documented ServiceLinker operation Tether does not serve yet.
     Unsupported(&'static str),
     /// `{scope}/providers/Microsoft.Authorization/...` (see [`crate::authorization`]).
@@ -41,6 +45,8 @@ pub enum Action {
     Validate,
     /// `listConfigurations`
     ListConfigurations,
+    /// `generateConfigurations`
+    GenerateConfigurations,
 }
 
 /// The route names used in logs (no ids: they can be personal data).
@@ -53,8 +59,13 @@ impl Route {
             Route::Linker(_) => "linker",
             Route::LinkerAction(_, Action::Validate) => "linker/validateLinker",
             Route::LinkerAction(_, Action::ListConfigurations) => "linker/listConfigurations",
+            Route::LinkerAction(_, Action::GenerateConfigurations) => {
+                "linker/generateConfigurations"
+            }
             Route::OperationStatus { .. } => "operationStatuses",
             Route::OperationResult { .. } => "operationResults",
+            Route::ConfigurationNames => "configurationNames",
+            Route::DaprConfigurations => "daprConfigurations",
             Route::Unsupported(what) => what,
             Route::Authorization(route) => route.name(),
         }
@@ -89,7 +100,7 @@ pub fn parse(path: &str) -> Result<Route, Error> {
     if scope.is_empty() {
         return match rest.as_slice() {
             [op] if is(op, "operations") => Ok(Route::Operations),
-            [cn] if is(cn, "configurationNames") => Ok(Route::Unsupported("configurationNames")),
+            [cn] if is(cn, "configurationNames") => Ok(Route::ConfigurationNames),
             _ => Err(no_route()),
         };
     }
@@ -124,13 +135,13 @@ pub fn parse(path: &str) -> Result<Route, Error> {
             } else if is(action, "listConfigurations") {
                 Ok(Route::LinkerAction(at, Action::ListConfigurations))
             } else if is(action, "generateConfigurations") {
-                Ok(Route::Unsupported("generateConfigurations"))
+                Ok(Route::LinkerAction(at, Action::GenerateConfigurations))
             } else {
                 Err(no_route())
             }
         }
         [dryruns, ..] if is(dryruns, "dryruns") => Ok(Route::Unsupported("dryruns")),
-        [dapr] if is(dapr, "daprConfigurations") => Ok(Route::Unsupported("daprConfigurations")),
+        [dapr] if is(dapr, "daprConfigurations") => Ok(Route::DaprConfigurations),
         [other, ..] => Err(Error::invalid(
             "InvalidResourceType",
             format!(
@@ -175,6 +186,8 @@ pub struct Query {
     pub top: Option<u32>,
     /// `$skipToken`.
     pub skip_token: Option<String>,
+    /// `$filter`.
+    pub filter: Option<String>,
 }
 
 impl Query {
@@ -197,6 +210,7 @@ impl Query {
                     out.top = Some(top);
                 }
                 "$skiptoken" => out.skip_token = Some(value.into_owned()),
+                "$filter" => out.filter = Some(value.into_owned()),
                 "sub" | "subid" | "subscription" | "subscriptionid" => {
                     return Err(Error::invalid(
                         "InvalidQueryParameter",

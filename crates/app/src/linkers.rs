@@ -12,7 +12,9 @@ use tether_adapters::{Call, TargetRef};
 use tether_model::configuration::{self, KeyNaming, Reveal};
 use tether_model::facts::Facts;
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
-use tether_model::linker::{AuthInfo, Linker, LinkerProperties, Sealed, Secret, SystemData};
+use tether_model::linker::{
+    AuthInfo, ConfigurationInfo, Linker, LinkerProperties, Sealed, Secret, SystemData,
+};
 use tether_model::operation::{Operation, OperationKind, ProvisioningState};
 use tether_model::{Error, ErrorKind};
 use tether_store::{LinkerChange, OperationBegin, StoreError};
@@ -223,19 +225,27 @@ impl App {
     /// `listConfigurations`: the entries the connection provides to its source, with secrets
     /// replaced by a marker (they are write-only). Facts are read live from the target (and
     /// the identity from the source); keys are never listed for this.
+    ///
+    /// With `info` (`generateConfigurations`), the entries the connection would provide with
+    /// that `configurationInfo` instead of its own; nothing is changed. A first-release linker
+    /// must be updated once for this (`409 LinkerNeedsUpdate`).
     pub async fn linker_configurations(
         &self,
         at: &LinkerRef,
+        info: Option<ConfigurationInfo>,
     ) -> Result<Vec<configuration::Entry>, Error> {
         let linker = self.linker_get(at).await?;
-        if linker.spec.is_none() {
+        if linker.spec.is_none() && info.is_none() {
             // A first-release linker lists what that release listed.
             return self
                 .ctx
                 .v1_configurations(linker.id, &legacy_spec(&linker)?)
                 .await;
         }
-        let spec = stored_spec(&linker)?;
+        let mut spec = stored_spec(&linker)?;
+        if info.is_some() {
+            spec.configuration = info;
+        }
         let kind = spec.kind()?;
         let call = Call::correlated(linker.id);
         let ctx = &self.ctx;

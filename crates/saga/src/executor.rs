@@ -345,7 +345,12 @@ impl<C: Send + Sync + 'static> Inner<C> {
                     }
                     Err(Stop::NotLeader) => {
                         metrics::counter!("tether_saga_paused_not_leader_total").increment(1);
-                        info!("the region does not lead; the saga is left to the leading region")
+                        match this.gate.epoch() {
+                            None => info!("the region does not lead; the saga is left to the leading region"),
+                            // The gate is open yet the store refused the epoch: a newer
+                            // leader committed, or the fence outlived a reset of the epochs.
+                            Some(epoch) => warn!(epoch = %epoch, "the store holds a newer epoch than this region's; the saga is left to the leading region (see docs/failover.md if this persists)"),
+                        }
                     }
                     Err(Stop::Shutdown) => info!("stopped for shutdown; another replica continues the saga"),
                     Err(Stop::UnknownSaga(name)) => {

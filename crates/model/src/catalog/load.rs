@@ -231,9 +231,11 @@ fn target(row: &TargetRow, matrix: &Value) -> Result<TargetKind, String> {
                 let example = e["example"].as_str().ok_or("an entry has no example")?;
                 let value = template_text(row, auth_key, client.as_str(), name, example);
                 let key = key_of(&prefixes, name);
+                let meaning = e["meaning"].as_str().unwrap_or_default();
                 templates.push(
                     Template::parse(key, &value)
-                        .map_err(|why| format!("{auth_key}/{}/{name}: {why}", client.as_str()))?,
+                        .map_err(|why| format!("{auth_key}/{}/{name}: {why}", client.as_str()))?
+                        .described(meaning),
                 );
             }
             if !templates.is_empty() {

@@ -68,6 +68,18 @@ pub enum ServiceType {
     SelfHostedServer,
 }
 
+impl ServiceType {
+    /// The wire spelling (`targetService.type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::AzureResource => "AzureResource",
+            ServiceType::ConfluentBootstrapServer => "ConfluentBootstrapServer",
+            ServiceType::ConfluentSchemaRegistry => "ConfluentSchemaRegistry",
+            ServiceType::SelfHostedServer => "SelfHostedServer",
+        }
+    }
+}
+
 /// A kind of target service.
 #[derive(Debug)]
 pub struct TargetKind {
@@ -255,6 +267,16 @@ pub struct Cell {
 }
 
 impl TargetKind {
+    /// How the catalogue operations (`configurationNames`) name the kind: its upper-cased ARM
+    /// resource type (`MICROSOFT.APPCONFIGURATION/CONFIGURATIONSTORES`), or the
+    /// `targetService` type of a target without an ARM id.
+    pub fn service_name(&self) -> String {
+        match &self.resource_type {
+            Some(resource_type) => resource_type.to_ascii_uppercase(),
+            None => self.service_type.as_str().to_string(),
+        }
+    }
+
     /// The templates of one auth type and client type, if supported.
     pub fn templates(&self, auth: AuthType, client: ClientType) -> Option<&[Template]> {
         let auth = match auth {

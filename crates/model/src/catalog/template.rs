@@ -159,6 +159,8 @@ pub struct Template {
     pub segments: Vec<Segment>,
     /// The value's syntax.
     pub syntax: Syntax,
+    /// What the key holds, in the matrix's words (`configurationNames` shows it).
+    pub description: String,
 }
 
 impl Template {
@@ -194,7 +196,24 @@ impl Template {
             key,
             segments,
             syntax: Syntax::of(value),
+            description: String::new(),
         })
+    }
+
+    /// The template with what its key holds.
+    pub fn described(self, description: &str) -> Self {
+        Self {
+            description: description.to_string(),
+            ..self
+        }
+    }
+
+    /// The key's name for a linker that is the only one of its target kind on its source.
+    pub fn key_name(&self) -> String {
+        match &self.key {
+            Key::Exact(name) => name.clone(),
+            Key::Suffix { prefix, suffix } => format!("{prefix}_{suffix}"),
+        }
     }
 
     /// The facts the template uses.
