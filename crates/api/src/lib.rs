@@ -34,6 +34,7 @@ pub mod authorization;
 mod error;
 mod guard;
 mod handlers;
+mod poll_hint;
 mod render;
 mod routes;
 mod serve;
@@ -136,7 +137,8 @@ pub struct ApiConfig {
     pub limits: HttpLimits,
     /// The location segment of operation URLs (the service's home location, lower case).
     pub location: String,
-    /// `Retry-After` seconds on long-running operations.
+    /// The longest polling hint (`Retry-After` seconds) of a long-running operation; younger
+    /// operations get shorter hints (see `poll_hint`).
     pub retry_after: u32,
     /// Renders the process's metrics in the Prometheus text format (`GET /metrics`).
     pub metrics: MetricsRender,
