@@ -49,15 +49,18 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(store.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../../migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
+        // A local file cannot drop a connection: no ping before each acquisition.
         let reader = SqlitePoolOptions::new()
             .max_connections(store.max_connections.clamp(1, 8))
             .acquire_timeout(store.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
