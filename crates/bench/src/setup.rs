@@ -574,6 +574,9 @@ fn tether_config(database_url: &str, mock: &str) -> String {
 listen = "127.0.0.1:0"
 location = "westus"
 instance_name = "bench"
+# Polling URLs follow the Host the clients call (the port is chosen at start).
+trusted_hosts = ["127.0.0.1"]
+public_scheme = "http"
 
 [database]
 url = "{database_url}"

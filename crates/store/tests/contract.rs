@@ -243,6 +243,14 @@ async fn list_pages_by_keyset(store: Arc<dyn Store>) {
         .map(|l| l.at.name.as_str().to_string())
         .collect();
     assert_eq!(names, ["c", "D", "e"]);
+
+    // The targets alone, of this scope's linkers only.
+    let targets = store.linker_targets(&scope).await.unwrap();
+    assert_eq!(targets.len(), 5);
+    let expected = linker(SCOPE, "x").properties.target_service.unwrap();
+    assert!(targets.iter().all(|t| *t == expected), "{targets:?}");
+    let empty = ResourceId::parse(&SCOPE.replace("App", "Empty")).unwrap();
+    assert!(store.linker_targets(&empty).await.unwrap().is_empty());
 }
 
 async fn a_second_create_of_the_same_name_conflicts(store: Arc<dyn Store>) {

@@ -4,7 +4,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
-use tether_model::linker::Linker;
+use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
 use uuid::Uuid;
@@ -43,6 +43,18 @@ pub(super) async fn list(
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(Linker::try_from).collect()
+}
+
+pub(super) async fn targets(
+    pool: &PgPool,
+    scope: &ResourceId,
+) -> Result<Vec<TargetService>, StoreError> {
+    let rows: Vec<(Option<Json<TargetService>>,)> =
+        sqlx::query_as("select properties->'targetService' from linker where scope_key = $1")
+            .bind(scope.key())
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().filter_map(|(t,)| t.map(|t| t.0)).collect())
 }
 
 pub(super) async fn operation_get(

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
-use tether_model::linker::Linker;
+use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
@@ -95,6 +95,10 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<Linker>, StoreError> {
         crate::timed(self.timeout, linker::list(&self.pool, scope, after, limit)).await
+    }
+
+    async fn linker_targets(&self, scope: &ResourceId) -> Result<Vec<TargetService>, StoreError> {
+        crate::timed(self.timeout, linker::targets(&self.pool, scope)).await
     }
 
     async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError> {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
-use tether_model::linker::Linker;
+use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
@@ -124,6 +124,10 @@ impl Store for SqliteStore {
             linker::list(&self.reader, scope, after, limit),
         )
         .await
+    }
+
+    async fn linker_targets(&self, scope: &ResourceId) -> Result<Vec<TargetService>, StoreError> {
+        crate::timed(self.timeout, linker::targets(&self.reader, scope)).await
     }
 
     async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError> {
