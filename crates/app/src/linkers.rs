@@ -565,7 +565,7 @@ impl App {
             .map_err(|e| Error::internal("saga params do not serialize", e))?;
         let name = saga;
         let saga = self.executor.new_saga(name, params, chain);
-        let saga_id = saga.id;
+        let stored = self.executor.stored(&saga);
         let store = self.store.clone();
         let executor = self.executor.clone();
         let begin = OperationBegin {
@@ -578,7 +578,7 @@ impl App {
             let begun = store.operation_begin(&begin).await?;
             tether_saga::crash_point(&name, "begin", "after");
             if !begun.queued {
-                executor.start(saga_id);
+                executor.start_stored(stored);
             }
             Ok::<_, StoreError>(())
         });
