@@ -898,6 +898,14 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
         s.linker_get(&at("b")).await.unwrap().is_none(),
         "nothing was written"
     );
+    // Keys compare case-insensitively.
+    let err = begin_chained_create(s, SCOPE, "c", "app", keys(&["K9", "k1"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::KeyConflict { key, linker } if key == "k1" && linker == "a"),
+        "{err:?}"
+    );
     begin_chained_create(s, SCOPE, "b", "app", keys(&["K3"]))
         .await
         .unwrap();
