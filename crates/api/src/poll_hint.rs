@@ -58,7 +58,10 @@ mod tests {
     #[test]
     fn a_young_operation_gets_a_short_hint_that_grows_with_its_age() {
         assert_eq!(hint(Duration::ZERO, MAX), FIRST);
-        assert_eq!(hint(Duration::from_millis(40), MAX), Duration::from_millis(40));
+        assert_eq!(
+            hint(Duration::from_millis(40), MAX),
+            Duration::from_millis(40)
+        );
         assert_eq!(hint(Duration::from_secs(3), MAX), Duration::from_secs(3));
         assert_eq!(hint(Duration::from_secs(3600), MAX), MAX);
     }

@@ -135,13 +135,11 @@ impl TryFrom<LinkerRow> for Linker {
             generation: row.generation,
             operation: row.operation_id.map(OperationId::from_uuid),
             next_operation: row.next_operation_id.map(OperationId::from_uuid),
-            previous: row
-                .previous_properties
-                .map(|p| PreviousSpec {
-                    properties: p.0,
-                    secret: row.previous_secret.map(Sealed),
-                    spec: row.previous_spec.map(|s| s.0),
-                }),
+            previous: row.previous_properties.map(|p| PreviousSpec {
+                properties: p.0,
+                secret: row.previous_secret.map(Sealed),
+                spec: row.previous_spec.map(|s| s.0),
+            }),
             spec: row.spec.map(|s| s.0),
         })
     }
