@@ -45,6 +45,10 @@ async fn a_connection_is_created_used_changed_and_removed(backend: Backend) {
                 .unwrap()
                 >= 1
         );
+        assert!(
+            created.header("retry-after-ms").is_some(),
+            "the first answer hints a short first poll"
+        );
         let done = api.wait(&created).await;
         assert_eq!(done["status"], "Succeeded", "{done}");
         assert!(done["endTime"].is_string());

@@ -50,10 +50,10 @@ async fn interrupted(backend: Backend, stop: Stop) {
         .trim_start_matches(&replica.url)
         .to_string();
 
-    // `resolve` lists the server's rules, then `network` lists them again before its first
-    // (slow) PUT: after the second listing the saga is inside the network step.
-    let listing = |p: &str| p.ends_with("/firewallRules");
-    wait_for_calls(&env, "GET", listing, 2).await;
+    // The mock records a call when it arrives: once the first (slow) rule PUT is recorded,
+    // the saga is inside the network step, waiting on it.
+    let rule_put = |p: &str| p.contains("/firewallRules/");
+    wait_for_calls(&env, "PUT", rule_put, 1).await;
     stop(&mut replica).await;
     let puts_before = count_calls(&env, "PUT", |p| p.contains("/firewallRules/")).await;
     assert!(

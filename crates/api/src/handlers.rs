@@ -20,6 +20,7 @@ use crate::ApiState;
 use crate::catalogue;
 use crate::error::ApiError;
 use crate::guard::linker_scope;
+use crate::poll_hint;
 use crate::render::{self, empty_response, json_response};
 use crate::routes::{self, Action, Query, Route};
 
@@ -404,6 +405,12 @@ impl Cx<'_> {
         )
     }
 
+    /// How long the client should wait before polling `op` again (see [`poll_hint`]).
+    fn poll_hint(&self, op: &Operation) -> std::time::Duration {
+        let max = std::time::Duration::from_secs(u64::from(self.state.config.retry_after));
+        poll_hint::for_operation(op.start_time, chrono::Utc::now(), max)
+    }
+
     /// Adds the polling headers of an accepted operation.
     fn poll_headers(
         &self,
@@ -423,10 +430,8 @@ impl Cx<'_> {
                 url_header(&self.operation_url(subscription, "operationResults", id))?,
             );
         }
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(self.state.config.retry_after),
-        );
+        // The SDKs poll once at once after this answer; `Retry-After` stays for the others.
+        poll_hint::insert(headers, poll_hint::FIRST, true);
         Ok(())
     }
 
@@ -675,10 +680,7 @@ impl Cx<'_> {
         let path = self.operation_path(subscription, "operationStatuses", op.id);
         let mut response = json_response(StatusCode::OK, &render::operation_status(&op, &path));
         if !op.status.is_terminal() {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(self.state.config.retry_after),
-            );
+            poll_hint::insert(response.headers_mut(), self.poll_hint(&op), false);
         }
         Ok(response)
     }
@@ -698,10 +700,7 @@ impl Cx<'_> {
                 let headers = response.headers_mut();
                 let url = self.operation_url(subscription, "operationResults", op.id);
                 headers.insert(header::LOCATION, url_header(&url)?);
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(self.state.config.retry_after),
-                );
+                poll_hint::insert(headers, self.poll_hint(&op), false);
                 Ok(response)
             }
             OperationState::Succeeded => match op.kind {

@@ -14,6 +14,7 @@ use tether_model::facts::Facts;
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::{
     AuthInfo, ConfigurationInfo, Linker, LinkerProperties, Sealed, Secret, SystemData,
+    TargetService,
 };
 use tether_model::operation::{Operation, OperationKind, ProvisioningState};
 use tether_model::{Error, ErrorKind};
@@ -459,7 +460,8 @@ impl App {
         let naming = match &existing {
             Some(l) => l.key_naming.clone(),
             None => {
-                let others = self.store.linkers_list(&at.scope, None, MAX_PAGE).await?;
+                // Only the other linkers' targets: a narrow read, not their whole rows.
+                let others = self.store.linker_targets(&at.scope).await?;
                 naming_for(at, &props, &others)
             }
         };
@@ -576,7 +578,7 @@ impl App {
         }
         let name = saga;
         let saga = self.executor.new_saga(name, params, chain);
-        let saga_id = saga.id;
+        let stored = self.executor.stored(&saga);
         let store = self.store.clone();
         let executor = self.executor.clone();
         let begin = OperationBegin {
@@ -589,7 +591,7 @@ impl App {
             let begun = store.operation_begin(&begin).await?;
             tether_saga::crash_point(&name, "begin", "after");
             if !begun.queued {
-                executor.start(saga_id);
+                executor.start_stored(stored);
             }
             Ok::<_, StoreError>(())
         });
@@ -712,14 +714,14 @@ fn legacy_applied(linker: &Linker) -> Result<Option<Applied>, Error> {
 
 /// The first connection of a target kind on a source gets plain key names; further ones
 /// carry their own name (`AZURE_POSTGRESQL_<NAME>_CONNECTIONSTRING`).
-fn naming_for(at: &LinkerRef, props: &LinkerProperties, others: &[Linker]) -> KeyNaming {
+fn naming_for(at: &LinkerRef, props: &LinkerProperties, others: &[TargetService]) -> KeyNaming {
     let catalog = tether_model::catalog::catalog().ok();
-    let prefix_of = |p: &LinkerProperties| {
-        let (kind, _) = spec::target_of(catalog?, p).ok()?;
+    let prefix_of = |t: &TargetService| {
+        let (kind, _) = spec::target_of_service(catalog?, t).ok()?;
         kind.prefixes.first().cloned()
     };
-    let mine = prefix_of(props);
-    if mine.is_some() && others.iter().any(|o| prefix_of(&o.properties) == mine) {
+    let mine = props.target_service.as_ref().and_then(prefix_of);
+    if mine.is_some() && others.iter().any(|o| prefix_of(o) == mine) {
         KeyNaming::named(at.name.as_str())
     } else {
         KeyNaming::Plain

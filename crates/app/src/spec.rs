@@ -378,7 +378,17 @@ pub fn target_of(
             "properties.targetService",
             "properties.targetService is required",
         )),
-        Some(TargetService::AzureResource(r)) => {
+        Some(service) => target_of_service(catalog, service),
+    }
+}
+
+/// [`target_of`] for a target service on its own.
+pub fn target_of_service(
+    catalog: &'static Catalog,
+    service: &TargetService,
+) -> Result<(&'static TargetKind, TargetRef), Error> {
+    match service {
+        TargetService::AzureResource(r) => {
             let id = r.id.as_deref().ok_or_else(|| {
                 invalid(
                     "properties.targetService.id",
@@ -404,7 +414,7 @@ pub fn target_of(
             })?;
             Ok((kind, TargetRef::Arm(id)))
         }
-        Some(other) => {
+        other => {
             let (service, target) = match other {
                 TargetService::ConfluentBootstrapServer(e) => {
                     (ServiceType::ConfluentBootstrapServer, e)

@@ -506,8 +506,17 @@ pub fn linker_body(db: &str) -> String {
     .to_string()
 }
 
-/// `tether_saga_outcomes_total{saga="linker-create",outcome=…}`, every saga's finished count,
-/// and the `tether_sagas` gauges.
+/// A saga name without its version suffix: `linker-create-v2` (today's create) counts as
+/// `linker-create` (the first release's, still run for old in-flight sagas).
+fn family(saga: &str) -> &str {
+    match saga.rsplit_once("-v") {
+        Some((base, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => saga,
+    }
+}
+
+/// `tether_saga_outcomes_total{saga="linker-create",outcome=…}`, every saga's finished count
+/// (by family: versions of one saga count together), and the `tether_sagas` gauges.
 #[derive(Debug, Clone, Default)]
 pub struct SagaCounts {
     pub create_outcomes: BTreeMap<String, f64>,
@@ -532,7 +541,7 @@ impl SagaCounts {
                 Some(series[start..start + len].to_string())
             };
             if series.starts_with("tether_saga_outcomes_total{") {
-                let saga = label("saga").unwrap_or_default();
+                let saga = family(&label("saga").unwrap_or_default()).to_string();
                 if saga == "linker-create" {
                     let outcome = label("outcome").unwrap_or_default();
                     *counts.create_outcomes.entry(outcome).or_default() += value;
@@ -574,6 +583,9 @@ fn tether_config(database_url: &str, mock: &str) -> String {
 listen = "127.0.0.1:0"
 location = "westus"
 instance_name = "bench"
+# Polling URLs follow the Host the clients call (the port is chosen at start).
+trusted_hosts = ["127.0.0.1"]
+public_scheme = "http"
 
 [database]
 url = "{database_url}"
@@ -608,4 +620,16 @@ pub fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::family;
+
+    #[test]
+    fn versions_of_a_saga_count_together() {
+        assert_eq!(family("linker-create-v2"), "linker-create");
+        assert_eq!(family("linker-create"), "linker-create");
+        assert_eq!(family("linker-validate"), "linker-validate");
+    }
 }

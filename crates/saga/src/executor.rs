@@ -27,7 +27,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::log::{self, CANCELED, Position};
 use crate::step::{Step, StepCx, StepError};
 use crate::store::{
-    EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaState, SagaStore, SagaStoreError,
+    EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore,
+    SagaStoreError,
 };
 
 /// A saga definition: a name, ordered steps, and optionally how many of its sagas one
@@ -169,6 +170,12 @@ struct Inner<C> {
     last_pass: Mutex<Option<Instant>>,
 }
 
+/// A saga as its caller just stored it (see [`Executor::stored`]).
+pub struct Stored {
+    record: SagaRecord,
+    events: Vec<SagaEvent>,
+}
+
 /// Why a saga stopped without reaching an end (someone else, or a later adoption, finishes it).
 #[derive(Debug)]
 enum Stop {
@@ -247,7 +254,36 @@ impl<C: Send + Sync + 'static> Executor<C> {
             owner: self.inner.me.clone(),
             generation: 1,
         };
-        self.inner.spawn(id, lease);
+        self.inner.spawn(id, lease, None);
+    }
+
+    /// What [`Executor::start_stored`] needs of `saga` once its caller has stored it: the
+    /// record and log as just written, so the executor does not read them back.
+    pub fn stored(&self, saga: &NewSaga) -> Stored {
+        Stored {
+            record: SagaRecord {
+                id: saga.id,
+                name: saga.name.clone(),
+                params: saga.params.clone(),
+                state: SagaState::Running,
+                lease: Lease {
+                    owner: saga.owner.clone(),
+                    generation: 1,
+                },
+                cancel_requested: false,
+                error: None,
+            },
+            events: vec![saga.first_event.clone()],
+        }
+    }
+
+    /// [`Executor::start`] for a saga its caller has just stored (committed, not queued),
+    /// without reading it back. A cancellation requested in between is seen at the first
+    /// log write (which reports it), as one requested while a step runs; a lease lost in
+    /// between fences that write.
+    pub fn start_stored(&self, stored: Stored) {
+        let lease = stored.record.lease.clone();
+        self.inner.spawn(stored.record.id, lease, Some(stored));
     }
 
     /// Runs the background duties until `shutdown` is cancelled: lease renewal and adoption of
@@ -316,7 +352,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
 }
 
 impl<C: Send + Sync + 'static> Inner<C> {
-    fn spawn(self: &Arc<Self>, id: SagaId, lease: Lease) {
+    fn spawn(self: &Arc<Self>, id: SagaId, lease: Lease, stored: Option<Stored>) {
         let clock = {
             let mut running = self.running.lock().expect("lock poisoned");
             if running.contains_key(&id) || self.shutdown.is_cancelled() {
@@ -333,7 +369,7 @@ impl<C: Send + Sync + 'static> Inner<C> {
                 // Leaves the running set however the task ends, a panic included, so its
                 // lease is never renewed for a saga nobody drives.
                 let _running = Running { inner: &this, id };
-                let driven = AssertUnwindSafe(this.drive(id, &lease, &clock))
+                let driven = AssertUnwindSafe(this.drive(id, &lease, &clock, stored))
                     .catch_unwind()
                     .await
                     .unwrap_or(Err(Stop::Panicked));
@@ -450,15 +486,24 @@ impl<C: Send + Sync + 'static> Inner<C> {
                 for (id, lease) in adopted {
                     metrics::counter!("tether_saga_adoptions_total").increment(1);
                     info!(saga_id = %id, generation = lease.generation, "adopted saga");
-                    self.spawn(id, lease);
+                    self.spawn(id, lease, None);
                 }
             }
             Err(e) => warn!(error = %tether_model::ErrorChain(&e), "saga adoption failed"),
         }
     }
 
-    async fn drive(&self, id: SagaId, lease: &Lease, clock: &LeaseClock) -> Result<(), Stop> {
-        let (record, events) = self.with_store(clock, || self.store.saga_load(id)).await?;
+    async fn drive(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        clock: &LeaseClock,
+        stored: Option<Stored>,
+    ) -> Result<(), Stop> {
+        let (record, events) = match stored {
+            Some(Stored { record, events }) => (record, events),
+            None => self.with_store(clock, || self.store.saga_load(id)).await?,
+        };
         if &record.lease != lease {
             return Err(Stop::LeaseLost);
         }

@@ -14,7 +14,7 @@ pub mod memory;
 mod step;
 mod store;
 
-pub use executor::{Executor, ExecutorConfig, SagaDef, crash_point};
+pub use executor::{Executor, ExecutorConfig, SagaDef, Stored, crash_point};
 pub use log::CANCELED;
 pub use step::{Step, StepCx, StepError, StepKey};
 pub use store::{

@@ -151,14 +151,16 @@ impl Harness {
         self.submit_in(name, "t1", None)
     }
 
-    /// Stores a saga with a tag in a chain and starts it unless it is queued.
+    /// Stores a saga with a tag in a chain and starts it unless it is queued (handing the
+    /// executor what was stored, as the service does).
     fn submit_in(&self, name: &str, tag: &str, chain: Option<&str>) -> SagaId {
         let saga = self
             .exec
             .new_saga(name, json!({ "tag": tag }), chain.map(str::to_string));
         let id = saga.id;
+        let stored = self.exec.stored(&saga);
         if self.store.insert(saga) {
-            self.exec.start(id);
+            self.exec.start_stored(stored);
         }
         id
     }
@@ -482,6 +484,33 @@ async fn cancellation_unwinds_at_the_next_step_boundary() {
     store.insert(saga);
     store.request_cancel(id);
     exec.start(id);
+    let outcome = wait_terminal(&store, id).await;
+    let SagaOutcome::Canceled(err) = outcome else {
+        panic!("expected cancellation, got {outcome:?}")
+    };
+    assert_eq!(err.code, crate::CANCELED);
+    assert!(world.items().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancellation_between_storing_and_starting_is_seen_at_the_first_step_boundary() {
+    let store = Arc::new(MemoryStore::default());
+    let world = Arc::new(World::default());
+    let exec = Executor::new(
+        store.clone(),
+        world.clone(),
+        InstanceId::generate("a"),
+        config(),
+        Arc::new(tether_model::fencing::SingleRegion),
+        vec![abc()],
+    );
+    let saga = exec.new_saga("test-abc", json!({}), None);
+    let id = saga.id;
+    let stored = exec.stored(&saga);
+    store.insert(saga);
+    store.request_cancel(id);
+    // What was stored does not say so: the first log write reports it.
+    exec.start_stored(stored);
     let outcome = wait_terminal(&store, id).await;
     let SagaOutcome::Canceled(err) = outcome else {
         panic!("expected cancellation, got {outcome:?}")

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tether_model::authz::{AuditRecord, RoleAssignment, RoleAssignmentId, Scope};
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId};
-use tether_model::linker::Linker;
+use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::{NewSaga, SagaStore};
 
@@ -312,6 +312,10 @@ pub trait Store: SagaStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Linker>, StoreError>;
+
+    /// The target services of every linker of a scope (to choose a new linker's key naming),
+    /// read without the rest of the linkers: one small JSON document per linker.
+    async fn linker_targets(&self, scope: &ResourceId) -> Result<Vec<TargetService>, StoreError>;
 
     /// What a linker's last successful create or update applied (`None` if none has).
     async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError>;

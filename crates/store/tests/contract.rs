@@ -249,6 +249,14 @@ async fn list_pages_by_keyset(store: Arc<dyn Store>) {
         .map(|l| l.at.name.as_str().to_string())
         .collect();
     assert_eq!(names, ["c", "D", "e"]);
+
+    // The targets alone, of this scope's linkers only.
+    let targets = store.linker_targets(&scope).await.unwrap();
+    assert_eq!(targets.len(), 5);
+    let expected = linker(SCOPE, "x").properties.target_service.unwrap();
+    assert!(targets.iter().all(|t| *t == expected), "{targets:?}");
+    let empty = ResourceId::parse(&SCOPE.replace("App", "Empty")).unwrap();
+    assert!(store.linker_targets(&empty).await.unwrap().is_empty());
 }
 
 async fn a_second_create_of_the_same_name_conflicts(store: Arc<dyn Store>) {
@@ -921,6 +929,14 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
     assert!(
         s.linker_get(&at("b")).await.unwrap().is_none(),
         "nothing was written"
+    );
+    // Keys compare case-insensitively.
+    let err = begin_chained_create(s, SCOPE, "c", "app", keys(&["K9", "k1"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::KeyConflict { key, linker } if key == "k1" && linker == "a"),
+        "{err:?}"
     );
     begin_chained_create(s, SCOPE, "b", "app", keys(&["K3"]))
         .await

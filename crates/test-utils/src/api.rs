@@ -349,8 +349,9 @@ impl Api {
                 "Succeeded" | "Failed" | "Canceled" => Ok(reply.body),
                 "InProgress" => {
                     assert!(
-                        reply.header("retry-after").is_some(),
-                        "no Retry-After while in progress"
+                        reply.header("retry-after").is_some()
+                            || reply.header("retry-after-ms").is_some(),
+                        "no Retry-After nor retry-after-ms while in progress"
                     );
                     Err(format!("the operation did not finish: {}", reply.text))
                 }

@@ -1002,21 +1002,30 @@ impl Step<LinkerCtx> for SecretStore {
 /// half-finished or never started.
 pub struct Network;
 
+/// `known`: the rules as `resolve` listed them, used instead of listing them again when no
+/// desired rule is among them (then every desired rule is put and every listed one not
+/// desired is removed, whatever the target holds now: both are idempotent, so a rerun after
+/// a crash halfway converges the same). Otherwise, and for the undo, the rules are listed.
 async fn converge_rules(
     cx: &StepCx<LinkerCtx>,
     tr: &TargetRules,
     prefix: &str,
     desired: &[FirewallRule],
+    known: Option<&[FirewallRule]>,
 ) -> Result<(), StepError> {
     let call = call(cx);
     let Some(firewall) = &cx.ctx().target(&tr.kind)?.firewall else {
         return Ok(());
     };
     let target = &tr.target;
-    let current = match firewall.rules(&call, target, prefix).await {
-        Ok(current) => current,
-        Err(e) if e.is_not_found() && desired.is_empty() => return Ok(()),
-        Err(e) => return Err(step_error(e, not_found("TargetNotFound", target))),
+    let known = known.filter(|k| !desired.iter().any(|d| k.contains(d)));
+    let current = match known {
+        Some(known) => known.to_vec(),
+        None => match firewall.rules(&call, target, prefix).await {
+            Ok(current) => current,
+            Err(e) if e.is_not_found() && desired.is_empty() => return Ok(()),
+            Err(e) => return Err(step_error(e, not_found("TargetNotFound", target))),
+        },
     };
     for rule in desired.iter().filter(|r| !current.contains(r)) {
         firewall
@@ -1079,7 +1088,7 @@ impl Step<LinkerCtx> for Network {
                 }
                 _ => Vec::new(),
             };
-            converge_rules(cx, tr, &prefix, &desired).await?;
+            converge_rules(cx, tr, &prefix, &desired, Some(&tr.rules)).await?;
             out.items.extend(
                 desired
                     .iter()
@@ -1117,7 +1126,7 @@ impl Step<LinkerCtx> for Network {
         let p: LinkerParams = cx.params()?;
         let prefix = rule_prefix(&p.linker);
         for tr in &r.rules {
-            converge_rules(cx, tr, &prefix, &tr.rules).await?;
+            converge_rules(cx, tr, &prefix, &tr.rules, None).await?;
         }
         let call = call(cx);
         for ti in &r.ip_rules {

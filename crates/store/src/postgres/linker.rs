@@ -4,7 +4,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
-use tether_model::linker::Linker;
+use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
 use uuid::Uuid;
@@ -45,6 +45,18 @@ pub(super) async fn list(
     rows.into_iter().map(Linker::try_from).collect()
 }
 
+pub(super) async fn targets(
+    pool: &PgPool,
+    scope: &ResourceId,
+) -> Result<Vec<TargetService>, StoreError> {
+    let rows: Vec<(Option<Json<TargetService>>,)> =
+        sqlx::query_as("select properties->'targetService' from linker where scope_key = $1")
+            .bind(scope.key())
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().filter_map(|(t,)| t.map(|t| t.0)).collect())
+}
+
 pub(super) async fn operation_get(
     pool: &PgPool,
     id: OperationId,
@@ -69,14 +81,14 @@ pub(super) async fn operation_begin(
             // The name first: a retried create must learn that its linker exists (and
             // find its operation), not that "another" linker holds its keys.
             insert_linker(&mut tx, linker, keys).await?;
-            check_keys(keys, other_keys(&mut tx, linker).await?)?;
+            check_keys(keys, other_keys(&mut tx, linker, keys).await?)?;
         }
         LinkerChange::Update {
             linker,
             expected_generation,
             keys,
         } => {
-            check_keys(keys, other_keys(&mut tx, linker).await?)?;
+            check_keys(keys, other_keys(&mut tx, linker, keys).await?)?;
             let v = LinkerValues::of(linker);
             let done = sqlx::query(
                 "update linker set scope = $2, name = $3, properties = $4, secret = $5,
@@ -165,17 +177,31 @@ pub(super) async fn operation_begin(
     Ok(Begun { queued })
 }
 
-/// The (name, keys, keys before a running update) of the source's other linkers. Runs under the chain's lock, which
-/// serializes writers of one source.
+/// The (name, keys, keys before a running update) of the source's other linkers that hold
+/// one of `mine` (ASCII case-insensitively, as [`check_keys`] compares): the database
+/// filters, so the answer stays small however many linkers the source has. Runs under the
+/// chain's lock, which serializes writers of one source.
 async fn other_keys(
     tx: &mut Transaction<'_, Postgres>,
     linker: &Linker,
+    mine: &[String],
 ) -> Result<Vec<OtherKeys>, StoreError> {
+    if mine.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<String> = mine.iter().map(|k| k.to_ascii_lowercase()).collect();
     Ok(sqlx::query_as(
-        "select name, keys, previous_keys from linker where scope_key = $1 and id <> $2",
+        "select name, keys, previous_keys from linker
+         where scope_key = $1 and id <> $2
+           and exists (select 1
+                       from jsonb_array_elements_text(keys || coalesce(previous_keys, '[]'::jsonb))
+                            as held(k)
+                       where translate(k, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                                          'abcdefghijklmnopqrstuvwxyz') = any($3))",
     )
     .bind(linker.at.scope.key())
     .bind(linker.id.as_uuid())
+    .bind(&wanted)
     .fetch_all(&mut **tx)
     .await?)
 }

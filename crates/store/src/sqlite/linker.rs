@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
-use tether_model::linker::Linker;
+use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
 use uuid::Uuid;
@@ -47,6 +47,19 @@ pub(super) async fn list(
     rows.into_iter().map(Linker::try_from).collect()
 }
 
+pub(super) async fn targets(
+    pool: &SqlitePool,
+    scope: &ResourceId,
+) -> Result<Vec<TargetService>, StoreError> {
+    let rows: Vec<(Option<Json<TargetService>>,)> = sqlx::query_as(
+        "select json_extract(properties, '$.targetService') from linker where scope_key = ?1",
+    )
+    .bind(scope.key())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(t,)| t.map(|t| t.0)).collect())
+}
+
 pub(super) async fn operation_get(
     pool: &SqlitePool,
     id: OperationId,
@@ -72,14 +85,14 @@ pub(super) async fn operation_begin(
             // The name first: a retried create must learn that its linker exists (and
             // find its operation), not that "another" linker holds its keys.
             insert_linker(&mut tx, linker, keys).await?;
-            check_keys(keys, other_keys(&mut tx, linker).await?)?;
+            check_keys(keys, other_keys(&mut tx, linker, keys).await?)?;
         }
         LinkerChange::Update {
             linker,
             expected_generation,
             keys,
         } => {
-            check_keys(keys, other_keys(&mut tx, linker).await?)?;
+            check_keys(keys, other_keys(&mut tx, linker, keys).await?)?;
             let v = LinkerValues::of(linker);
             let done = sqlx::query(
                 "update linker set scope = ?2, name = ?3, properties = ?4, secret = ?5,
@@ -172,17 +185,32 @@ pub(super) async fn operation_begin(
     Ok(Begun { queued })
 }
 
-/// The (name, keys, keys before a running update) of the source's other linkers (the single
-/// writer serializes this check with every other write).
+/// The (name, keys, keys before a running update) of the source's other linkers that hold
+/// one of `mine` (ASCII case-insensitively, as `check_keys` compares): the database filters,
+/// so the answer stays small however many linkers the source has (the single writer
+/// serializes this check with every other write).
 async fn other_keys(
     tx: &mut Transaction<'_, Sqlite>,
     linker: &Linker,
+    mine: &[String],
 ) -> Result<Vec<OtherKeys>, StoreError> {
+    if mine.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<String> = mine.iter().map(|k| k.to_ascii_lowercase()).collect();
+    // SQLite's lower() folds ASCII only, as check_keys compares.
     Ok(sqlx::query_as(
-        "select name, keys, previous_keys from linker where scope_key = ?1 and id <> ?2",
+        "select name, keys, previous_keys from linker
+         where scope_key = ?1 and id <> ?2
+           and exists (select 1 from json_each(keys) as k
+                       where lower(k.value) in (select value from json_each(?3))
+                       union all
+                       select 1 from json_each(coalesce(previous_keys, '[]')) as p
+                       where lower(p.value) in (select value from json_each(?3)))",
     )
     .bind(linker.at.scope.key())
     .bind(linker.id.as_uuid())
+    .bind(Json(&wanted))
     .fetch_all(&mut **tx)
     .await?)
 }

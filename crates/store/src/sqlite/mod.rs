@@ -11,7 +11,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
-use tether_model::linker::Linker;
+use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::{
     Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
@@ -50,15 +50,18 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(store.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../../migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
+        // A local file cannot drop a connection: no ping before each acquisition.
         let reader = SqlitePoolOptions::new()
             .max_connections(store.max_connections.clamp(1, 8))
             .acquire_timeout(store.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
@@ -137,6 +140,10 @@ impl Store for SqliteStore {
             linker::list(&self.reader, scope, after, limit),
         )
         .await
+    }
+
+    async fn linker_targets(&self, scope: &ResourceId) -> Result<Vec<TargetService>, StoreError> {
+        crate::timed(self.timeout, linker::targets(&self.reader, scope)).await
     }
 
     async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError> {
