@@ -14,13 +14,14 @@
 //! for short, escaped quotes of the `aud`/`iss`/`tid` claims (ARM's messages name them).
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use tether_adapters::jwks::{Jwk, KeySource};
 use tether_model::authz::PrincipalId;
 use tether_model::error::quoted;
@@ -221,11 +222,32 @@ struct IssuerState {
     refresh: tokio::sync::Mutex<()>,
 }
 
+/// How long a verified token is taken on trust (never past its expiry).
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// The most tokens taken on trust at once; the set is emptied when it is full.
+const VERIFIED_MAX: usize = 10_000;
+
+/// A token verified recently: who it names, when it expires (unix seconds, with the skew),
+/// and until when that holds without checking its signature again.
+struct Verified {
+    principal: Principal,
+    expires: i64,
+    trusted_until: Instant,
+}
+
 /// Verifies bearer tokens. Cheap to share (`Arc`); holds the key caches.
+///
+/// A client sends the same token with every request for up to an hour, and the RSA signature
+/// check is most of what authentication costs, so a token that verified is taken on trust for
+/// [`VERIFIED_FOR`], never past its expiry (with the skew). It is found by its
+/// SHA-256, so only a byte-identical token matches. A key the issuer withdraws thus stops its
+/// tokens within that time, as its keys are only fetched again after
+/// `refresh_min_interval` anyway.
 pub struct Authenticator {
     settings: AuthSettings,
     source: Arc<dyn KeySource>,
     issuers: Vec<IssuerState>,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 impl Authenticator {
@@ -244,6 +266,7 @@ impl Authenticator {
             settings,
             source,
             issuers,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -304,6 +327,32 @@ impl Authenticator {
         if token.len() > self.settings.max_token_bytes {
             return Err(AuthError::Invalid("it is too large"));
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let verified = || self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let trusted = |v: &&Verified| now < v.expires && Instant::now() < v.trusted_until;
+        if let Some(known) = verified().get(&digest).filter(trusted) {
+            return Ok(known.principal.clone());
+        }
+        let (principal, exp) = self.verify_signed(token, now).await?;
+        let skew = i64::try_from(self.settings.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        let mut known = verified();
+        if known.len() >= VERIFIED_MAX {
+            known.clear();
+        }
+        known.insert(
+            digest,
+            Verified {
+                principal: principal.clone(),
+                expires: exp.saturating_add(skew),
+                trusted_until: Instant::now() + VERIFIED_FOR,
+            },
+        );
+        Ok(principal)
+    }
+
+    /// Verifies a token's signature and claims as of `now`; returns whom it names and its
+    /// expiry.
+    async fn verify_signed(&self, token: &str, now: i64) -> Result<(Principal, i64), AuthError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -355,7 +404,9 @@ impl Authenticator {
         if !verified {
             return Err(AuthError::Invalid("its signature does not verify"));
         }
-        self.check_claims(&issuer.settings, &claims, now)
+        let principal = self.check_claims(&issuer.settings, &claims, now)?;
+        let exp = number(&claims, "exp").ok_or(AuthError::Invalid("it has no expiry"))?;
+        Ok((principal, exp))
     }
 
     fn check_claims(

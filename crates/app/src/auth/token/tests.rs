@@ -543,3 +543,38 @@ async fn unusable_published_keys_are_ignored() {
     let token = TestKey::fixed(Fixed::Rsa1, "good").sign(&f.claims());
     assert!(f.check(&token).await.is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_verified_token_is_trusted_for_a_minute_and_never_past_its_expiry() {
+    // Keys are fetched again after 10 s, so within the minute a withdrawn key is noticed by
+    // any token whose signature is checked.
+    let f = fixture_with(|s| {
+        s.keys_max_age = Duration::from_secs(10);
+        s.refresh_min_interval = Duration::from_secs(1);
+    });
+    let token = f.with(&f.rsa, |c| {
+        c.insert("exp".into(), json!(NOW + 30));
+    });
+    assert!(f.auth.verify(&token, NOW).await.is_ok());
+    let other = TestKey::fixed(Fixed::Rsa2, "rsa-2");
+    f.keys.publish(&f.issuer.issuer, &[&other]);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    // A token never seen before, signed with the withdrawn key, is refused ...
+    let unseen = f.with(&f.rsa, |c| {
+        c.insert("exp".into(), json!(NOW + 31));
+    });
+    assert_eq!(
+        invalid(f.auth.verify(&unseen, NOW + 10).await),
+        "its signing key is not published by its issuer"
+    );
+    // ... while the verified one is taken on trust within the minute,
+    assert!(f.auth.verify(&token, NOW + 10).await.is_ok());
+    // never past its expiry (30 s + 60 s of skew): then it is checked again, and refused,
+    assert!(f.auth.verify(&token, NOW + 90).await.is_err());
+    // and checked again after the minute.
+    tokio::time::advance(Duration::from_secs(41)).await;
+    assert_eq!(
+        invalid(f.auth.verify(&token, NOW + 20).await),
+        "its signing key is not published by its issuer"
+    );
+}
