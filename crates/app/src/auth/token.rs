@@ -222,7 +222,8 @@ struct IssuerState {
     refresh: tokio::sync::Mutex<()>,
 }
 
-/// How long a verified token is taken on trust (never past its expiry).
+/// How long a verified token is taken on trust at most (never past its expiry, nor longer
+/// than the issuer's keys are kept without fetching them again).
 const VERIFIED_FOR: Duration = Duration::from_secs(60);
 /// The most tokens taken on trust at once; the set is emptied when it is full.
 const VERIFIED_MAX: usize = 10_000;
@@ -239,10 +240,9 @@ struct Verified {
 ///
 /// A client sends the same token with every request for up to an hour, and the RSA signature
 /// check is most of what authentication costs, so a token that verified is taken on trust for
-/// [`VERIFIED_FOR`], never past its expiry (with the skew). It is found by its
-/// SHA-256, so only a byte-identical token matches. A key the issuer withdraws thus stops its
-/// tokens within that time, as its keys are only fetched again after
-/// `refresh_min_interval` anyway.
+/// [`VERIFIED_FOR`] or `keys_max_age`, whichever is shorter, and never past its expiry (with
+/// the skew). It is found by its SHA-256, so only a byte-identical token matches. A key the
+/// issuer withdraws thus stops its tokens within twice `keys_max_age`.
 pub struct Authenticator {
     settings: AuthSettings,
     source: Arc<dyn KeySource>,
@@ -344,7 +344,7 @@ impl Authenticator {
             Verified {
                 principal: principal.clone(),
                 expires: exp.saturating_add(skew),
-                trusted_until: Instant::now() + VERIFIED_FOR,
+                trusted_until: Instant::now() + VERIFIED_FOR.min(self.settings.keys_max_age),
             },
         );
         Ok(principal)
