@@ -284,10 +284,15 @@ async fn a_partitioned_region_fences_itself_before_the_standby_is_promoted() {
         if first_b_active.is_some() && phase_entered(&http, &metrics, "done").await.is_some() {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no failover within 90 s of the cut (b active: {first_b_active:?})"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let log =
+                std::fs::read_to_string(topology.state().join("probe.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "no failover within 90 s of the cut (b active: {first_b_active:?}); the prober's log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let promoted = phase_entered(&http, &metrics, "promoting").await.unwrap();
