@@ -126,11 +126,7 @@ async fn read_json(parts: &Parts, body: Body) -> Result<Option<Value>, Error> {
             "the request body is larger than 4 MB",
         )
     };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&parts.headers);
     // (A declared length over the limit was refused before routing: `refuse_oversized`.)
     // HTTP/1.1: a request with neither length nor chunked encoding has no body.
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -182,6 +178,14 @@ fn defined_since_2024(version: ApiVersion, operation: &str) -> Result<(), Error>
         )),
         ApiVersion::V2024_04_01 | ApiVersion::V2024_07_01Preview => Ok(()),
     }
+}
+
+/// The body length a request declares (`Content-Length`), if it declares one.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// True when the request declares a JSON body (`application/json`, or a `+json` type, with
@@ -468,20 +472,22 @@ impl Cx<'_> {
             catalogue::configuration_names(catalog, &filter, query.skip_token.as_deref())?;
         let mut body = json!({ "value": value });
         if let Some(token) = next {
-            let mut next = form_urlencoded::Serializer::new(String::new());
-            next.append_pair("api-version", self.version.as_str());
-            if let Some(filter) = &query.filter {
-                next.append_pair("$filter", filter);
-            }
-            next.append_pair("$skipToken", &token);
-            body["nextLink"] = json!(format!(
-                "{}{}?{}",
-                self.base,
-                parts.uri.path(),
-                next.finish()
-            ));
+            let filter = query.filter.as_deref().map(|f| ("$filter", f.to_string()));
+            body["nextLink"] = json!(self.next_link(parts, filter, &token));
         }
         Ok(json_response(StatusCode::OK, &body))
+    }
+
+    /// The `nextLink` of a page of this request's collection: the api-version, the query
+    /// parameter that shapes the pages (if any) and `$skipToken`.
+    fn next_link(&self, parts: &Parts, shaping: Option<(&str, String)>, token: &str) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("api-version", self.version.as_str());
+        if let Some((name, value)) = shaping {
+            query.append_pair(name, &value);
+        }
+        query.append_pair("$skipToken", token);
+        format!("{}{}?{}", self.base, parts.uri.path(), query.finish())
     }
 
     async fn list(
@@ -517,18 +523,8 @@ impl Cx<'_> {
         }
         let mut body = json!({ "value": value });
         if let Some(token) = next {
-            let mut next = form_urlencoded::Serializer::new(String::new());
-            next.append_pair("api-version", self.version.as_str());
-            if let Some(top) = query.top {
-                next.append_pair("$top", &top.to_string());
-            }
-            next.append_pair("$skipToken", &token);
-            body["nextLink"] = json!(format!(
-                "{}{}?{}",
-                self.base,
-                parts.uri.path(),
-                next.finish()
-            ));
+            let top = query.top.map(|t| ("$top", t.to_string()));
+            body["nextLink"] = json!(self.next_link(parts, top, &token));
         }
         Ok(json_response(StatusCode::OK, &body))
     }

@@ -293,12 +293,7 @@ const DISCARD_FOR: Duration = Duration::from_secs(5);
 /// how many such bodies are read at once. (Bodies without a declared length are cut off at
 /// the limit while they stream, by `RequestBodyLimitLayer` and the handlers.)
 async fn refuse_oversized(request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_none_or(|n| n <= MAX_BODY as u64) {
+    if handlers::declared_length(request.headers()).is_none_or(|n| n <= MAX_BODY as u64) {
         return next.run(request).await;
     }
     let mut body = request.into_body();
