@@ -459,11 +459,7 @@ impl App {
         };
         let naming = match &existing {
             Some(l) => l.key_naming.clone(),
-            None => {
-                // Only the other linkers' targets: a narrow read, not their whole rows.
-                let others = self.store.linker_targets(&at.scope).await?;
-                naming_for(at, &props, &others)
-            }
+            None => self.naming_for(at, &props).await?,
         };
         let after = spec::check(spec::Request {
             catalog,
@@ -613,6 +609,38 @@ impl App {
         stored.is_some_and(|s| s.expose_secret() == secret.expose())
     }
 
+    /// The first connection of a target kind on a source gets plain key names; further ones
+    /// carry their own name (`AZURE_POSTGRESQL_<NAME>_CONNECTIONSTRING`). Asks the store only
+    /// about the source's linkers of kinds with the same key prefix (an indexed read).
+    async fn naming_for(
+        &self,
+        at: &LinkerRef,
+        props: &LinkerProperties,
+    ) -> Result<KeyNaming, Error> {
+        let catalog = tether_model::catalog::catalog()?;
+        let prefix_of = |t: &TargetService| {
+            let (kind, _) = spec::target_of_service(catalog, t).ok()?;
+            kind.prefixes.first().cloned()
+        };
+        let Some(mine) = props.target_service.as_ref().and_then(prefix_of) else {
+            return Ok(KeyNaming::Plain);
+        };
+        let kinds: Vec<String> = catalog
+            .targets
+            .iter()
+            .filter(|k| k.prefixes.first() == Some(&mine))
+            .map(|k| k.name.clone())
+            .collect();
+        let others = self.store.linker_targets(&at.scope, &kinds).await?;
+        Ok(
+            if others.iter().any(|o| prefix_of(o).as_ref() == Some(&mine)) {
+                KeyNaming::named(at.name.as_str())
+            } else {
+                KeyNaming::Plain
+            },
+        )
+    }
+
     /// The stored secret a PUT or PATCH without one keeps: only while the target, the auth
     /// type and the user name (or the principal) stay the same, so a secret never follows a
     /// linker to another target or identity. Sealed again for `owner` (a first-release secret
@@ -710,22 +738,6 @@ fn legacy_applied(linker: &Linker) -> Result<Option<Applied>, Error> {
         ));
     }
     Ok(Some(Applied { items }))
-}
-
-/// The first connection of a target kind on a source gets plain key names; further ones
-/// carry their own name (`AZURE_POSTGRESQL_<NAME>_CONNECTIONSTRING`).
-fn naming_for(at: &LinkerRef, props: &LinkerProperties, others: &[TargetService]) -> KeyNaming {
-    let catalog = tether_model::catalog::catalog().ok();
-    let prefix_of = |t: &TargetService| {
-        let (kind, _) = spec::target_of_service(catalog?, t).ok()?;
-        kind.prefixes.first().cloned()
-    };
-    let mine = props.target_service.as_ref().and_then(prefix_of);
-    if mine.is_some() && others.iter().any(|o| prefix_of(o) == mine) {
-        KeyNaming::named(at.name.as_str())
-    } else {
-        KeyNaming::Plain
-    }
 }
 
 fn busy(linker: &Linker, running: OperationId) -> Error {

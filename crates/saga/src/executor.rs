@@ -164,7 +164,8 @@ struct Inner<C> {
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    /// Signalled when a saga ends here: the next saga of its chain may now be adopted.
+    /// Signalled when a saga ends here and another of its chain is unfinished: the one queued
+    /// behind it may now be adopted.
     finished: tokio::sync::Notify,
     /// When the background loop last looked for work (readiness reports its age).
     last_pass: Mutex<Option<Instant>>,
@@ -528,7 +529,7 @@ impl<C: Send + Sync + 'static> Inner<C> {
             clock,
             names: def.step_names(),
             params: Arc::new(record.params.clone()),
-            outputs: log::outputs(&events),
+            outputs: Arc::new(log::outputs(&events)),
         };
         match log::position(&run.names, &record, &events) {
             Position::Forward { next } => run.forward(next, record.cancel_requested).await,
@@ -596,7 +597,8 @@ struct Run<'a, C> {
     clock: &'a LeaseClock,
     names: Vec<&'static str>,
     params: Arc<Value>,
-    outputs: std::collections::BTreeMap<String, Value>,
+    /// Shared with the running step's context; copied only if a step is still holding it.
+    outputs: Arc<std::collections::BTreeMap<String, Value>>,
 }
 
 impl<C: Send + Sync + 'static> Run<'_, C> {
@@ -604,14 +606,41 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
         StepCx {
             saga_id: self.id,
             params: self.params.clone(),
-            outputs: Arc::new(self.outputs.clone()),
+            outputs: self.outputs.clone(),
             ctx: self.inner.ctx.clone(),
         }
     }
 
+    fn set_output(&mut self, step: &str, output: &Value) {
+        Arc::make_mut(&mut self.outputs).insert(step.to_string(), output.clone());
+    }
+
+    /// From step `k` on, the steps that can tell they have nothing to do: each is logged as
+    /// started and succeeded in `events` (the commit the caller is about to make) instead of
+    /// a commit of its own. Returns the first step that must run (`names.len()`: none).
+    /// Nothing is lost by a crash before that commit: a skipped step did nothing, and the
+    /// next run decides again.
+    fn skip_idle(&mut self, mut k: usize, events: &mut Vec<SagaEvent>) -> usize {
+        while let Some(step) = self.def.steps.get(k).cloned() {
+            let name = self.names[k];
+            let Some(output) = step.skip(&self.cx()) else {
+                break;
+            };
+            crash_point(self.def.name, name, "before");
+            debug!(step = name, "nothing to do; step skipped");
+            crash_point(self.def.name, name, "after");
+            self.set_output(name, &output);
+            events.push(SagaEvent::new(name, EventKind::Started));
+            events.push(SagaEvent::with_data(name, EventKind::Succeeded, output));
+            k += 1;
+        }
+        k
+    }
+
     async fn forward(&mut self, next: usize, mut cancel: bool) -> Result<(), Stop> {
         let n = self.names.len();
-        for k in next..n {
+        let mut k = next;
+        while k < n {
             let name = self.names[k];
             if cancel {
                 let error = StepError::permanent(CANCELED, "the operation was canceled");
@@ -632,16 +661,20 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
                     .attempt(self.inner.config.step_timeout, || step.run(&cx))
                     .await;
             }
+            drop(cx);
             crash_point(self.def.name, name, "after");
             match result {
                 Ok(output) => {
-                    self.outputs.insert(name.to_string(), output.clone());
-                    let done = SagaEvent::with_data(name, EventKind::Succeeded, output.clone());
-                    if k + 1 == n {
-                        return self.finish(&[done], SagaOutcome::Succeeded(output)).await;
+                    self.set_output(name, &output);
+                    let mut events = vec![SagaEvent::with_data(name, EventKind::Succeeded, output)];
+                    k = self.skip_idle(k + 1, &mut events);
+                    if k == n {
+                        let last = self.outputs.get(self.names[n - 1]).cloned();
+                        let outcome = SagaOutcome::Succeeded(last.unwrap_or(Value::Null));
+                        return self.finish(&events, outcome).await;
                     }
-                    let started = SagaEvent::new(self.names[k + 1], EventKind::Started);
-                    cancel = self.record(&[done, started], None).await?.cancel_requested;
+                    events.push(SagaEvent::new(self.names[k], EventKind::Started));
+                    cancel = self.record(&events, None).await?.cancel_requested;
                 }
                 Err(Failure::Stop(stop)) => return Err(stop),
                 Err(Failure::Step(error)) => {
@@ -804,7 +837,8 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
 
     async fn finish(&self, events: &[SagaEvent], outcome: SagaOutcome) -> Result<(), Stop> {
         let store = &self.inner.store;
-        self.inner
+        let ended = self
+            .inner
             .with_store(self.clock, || async {
                 let epoch = self.inner.epoch()?;
                 store
@@ -820,7 +854,9 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
                 info!(saga = self.def.name, code = %e.code, "saga unwound")
             }
         }
-        self.inner.finished.notify_one();
+        if ended.chain_waits {
+            self.inner.finished.notify_one();
+        }
         Ok(())
     }
 }

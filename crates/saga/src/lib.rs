@@ -18,8 +18,8 @@ pub use executor::{Executor, ExecutorConfig, SagaDef, Stored, crash_point};
 pub use log::CANCELED;
 pub use step::{Step, StepCx, StepError, StepKey};
 pub use store::{
-    Ack, EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore,
-    SagaStoreError,
+    Ack, Ended, EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaRecord, SagaState,
+    SagaStore, SagaStoreError,
 };
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,8 @@ use tokio::time::Instant;
 
 use crate::step::StepError;
 use crate::store::{
-    Ack, Lease, NewSaga, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError,
+    Ack, Ended, Lease, NewSaga, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore,
+    SagaStoreError,
 };
 
 struct Entry {
@@ -31,6 +33,8 @@ pub struct MemoryStore {
     sagas: Mutex<HashMap<SagaId, Entry>>,
     /// The largest epoch committed.
     epoch: Mutex<Epoch>,
+    /// Log commits made (records and finishes).
+    commits: AtomicUsize,
 }
 
 impl MemoryStore {
@@ -90,6 +94,11 @@ impl MemoryStore {
     pub fn events(&self, id: SagaId) -> Vec<SagaEvent> {
         let sagas = self.sagas.lock().expect("lock poisoned");
         sagas.get(&id).map(|e| e.events.clone()).unwrap_or_default()
+    }
+
+    /// How many log commits (records and finishes) the store took.
+    pub fn commits(&self) -> usize {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Asks for cancellation, as a DELETE during a create does.
@@ -154,6 +163,7 @@ impl SagaStore for MemoryStore {
         epoch: Epoch,
     ) -> Result<Ack, SagaStoreError> {
         self.check_epoch(epoch)?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         self.with_leased(id, lease, |entry| {
             append(entry, events);
             if let Some((state, error)) = state {
@@ -176,13 +186,21 @@ impl SagaStore for MemoryStore {
         events: &[SagaEvent],
         outcome: &SagaOutcome,
         epoch: Epoch,
-    ) -> Result<(), SagaStoreError> {
+    ) -> Result<Ended, SagaStoreError> {
         self.check_epoch(epoch)?;
-        self.with_leased(id, lease, |entry| {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let chain = self.with_leased(id, lease, |entry| {
             append(entry, events);
             entry.record.state = outcome.state();
             entry.outcome = Some(outcome.clone());
-        })
+            entry.chain.clone()
+        })?;
+        let sagas = self.sagas.lock().expect("lock poisoned");
+        let chain_waits = chain.is_some()
+            && sagas
+                .values()
+                .any(|e| e.chain == chain && !e.record.state.is_terminal());
+        Ok(Ended { chain_waits })
     }
 
     async fn saga_renew_leases(

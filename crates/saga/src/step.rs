@@ -28,6 +28,14 @@ pub trait Step<C>: Send + Sync + 'static {
 
     /// Reverses the side effect. Must succeed when there is nothing to reverse.
     async fn undo(&self, cx: &StepCx<C>) -> Result<(), StepError>;
+
+    /// The output `run` would return when the step can tell from its inputs alone (no call,
+    /// no side effect) that it has nothing to do. The executor then logs the step as started
+    /// and succeeded within the commit of the step before it, instead of a commit of its own.
+    /// `None` (the default), or any doubt: the step runs.
+    fn skip(&self, _cx: &StepCx<C>) -> Option<Value> {
+        None
+    }
 }
 
 /// Names a step's output and types it, so later steps read it back as a typed value.

@@ -221,6 +221,13 @@ pub struct Ack {
     pub cancel_requested: bool,
 }
 
+/// What ending a saga reports back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ended {
+    /// Another unfinished saga shares its chain: one queued behind it may start now.
+    pub chain_waits: bool,
+}
+
 /// Errors of the saga store.
 #[derive(Debug, thiserror::Error)]
 pub enum SagaStoreError {
@@ -270,7 +277,7 @@ pub trait SagaStore: Send + Sync + 'static {
         events: &[SagaEvent],
         outcome: &SagaOutcome,
         epoch: Epoch,
-    ) -> Result<(), SagaStoreError>;
+    ) -> Result<Ended, SagaStoreError>;
 
     /// Extends the leases of the unfinished sagas among `ids` that `owner` still holds, and
     /// returns those (a saga missing from the answer was adopted by someone else).

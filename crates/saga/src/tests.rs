@@ -98,6 +98,35 @@ impl Step<World> for Put {
     }
 }
 
+/// A step with nothing to do: it says so in `skip`, and its run (which should never happen)
+/// leaves a trace.
+struct Idle(&'static str);
+
+#[async_trait]
+impl Step<World> for Idle {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    async fn run(&self, cx: &StepCx<World>) -> Result<Value, StepError> {
+        cx.ctx().log.lock().unwrap().push(format!("run {}", self.0));
+        Ok(json!({"idle": self.0}))
+    }
+
+    async fn undo(&self, cx: &StepCx<World>) -> Result<(), StepError> {
+        cx.ctx()
+            .log
+            .lock()
+            .unwrap()
+            .push(format!("undo {}", self.0));
+        Ok(())
+    }
+
+    fn skip(&self, _cx: &StepCx<World>) -> Option<Value> {
+        Some(json!({"idle": self.0}))
+    }
+}
+
 fn config() -> ExecutorConfig {
     ExecutorConfig {
         lease_ttl: Duration::from_secs(10),
@@ -219,6 +248,73 @@ async fn runs_every_step_and_reports_the_last_output() {
             ("c".to_string(), EventKind::Succeeded),
         ]
     );
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_with_nothing_to_do_share_the_commit_of_the_step_before() {
+    let def = || {
+        SagaDef::new("test-idle")
+            .step(Put("a"))
+            .step(Idle("x"))
+            .step(Idle("y"))
+            .step(Put("c"))
+            .step(Idle("z"))
+    };
+    let h = harness(World::default(), config(), def());
+    let id = h.submit("test-idle");
+    let outcome = wait_terminal(&h.store, id).await;
+    assert_eq!(outcome, SagaOutcome::Succeeded(json!({"idle": "z"})));
+    // One commit after `a` (with x and y), one that finishes (with z): not five.
+    assert_eq!(h.store.commits(), 2);
+    let kinds: Vec<_> = h
+        .store
+        .events(id)
+        .iter()
+        .map(|e| format!("{} {:?}", e.step, e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "a Started",
+            "a Succeeded",
+            "x Started",
+            "x Succeeded",
+            "y Started",
+            "y Succeeded",
+            "c Started",
+            "c Succeeded",
+            "z Started",
+            "z Succeeded",
+        ]
+    );
+    let log = h.world.log.lock().unwrap().clone();
+    assert!(
+        log.iter()
+            .all(|l| !l.starts_with("run x") && !l.starts_with("run y")),
+        "{log:?}"
+    );
+    h.stop.cancel();
+
+    // A skipped step is logged as started, so a failure after it undoes it like any other.
+    let world = World::default();
+    *world.fail.lock().unwrap() = Some("c");
+    let h = harness(world, config(), def());
+    let id = h.submit("test-idle");
+    assert!(matches!(
+        wait_terminal(&h.store, id).await,
+        SagaOutcome::Failed(_)
+    ));
+    let undos: Vec<_> = h
+        .world
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("undo"))
+        .cloned()
+        .collect();
+    assert_eq!(undos, ["undo c", "undo y", "undo x", "undo a"]);
     h.stop.cancel();
 }
 

@@ -313,9 +313,15 @@ pub trait Store: SagaStore {
         limit: u32,
     ) -> Result<Vec<Linker>, StoreError>;
 
-    /// The target services of every linker of a scope (to choose a new linker's key naming),
-    /// read without the rest of the linkers: one small JSON document per linker.
-    async fn linker_targets(&self, scope: &ResourceId) -> Result<Vec<TargetService>, StoreError>;
+    /// For a new linker's key naming: the target service of one linker of the scope whose
+    /// spec's `kind` is among `kinds` (if any), and those of the linkers stored without a spec
+    /// (the first release's: only their target tells their kind). Index-backed, so flat in the
+    /// number of linkers on the scope. (The one field of the opaque spec a store reads.)
+    async fn linker_targets(
+        &self,
+        scope: &ResourceId,
+        kinds: &[String],
+    ) -> Result<Vec<TargetService>, StoreError>;
 
     /// What a linker's last successful create or update applied (`None` if none has).
     async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError>;

@@ -113,7 +113,7 @@ fn linker(scope: &str, name: &str) -> Linker {
         operation: None,
         next_operation: None,
         previous: None,
-        spec: Some(json!({"version": 1})),
+        spec: Some(json!({"version": 1, "kind": "postgresql"})),
     }
 }
 
@@ -250,13 +250,38 @@ async fn list_pages_by_keyset(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(names, ["c", "D", "e"]);
 
-    // The targets alone, of this scope's linkers only.
-    let targets = store.linker_targets(&scope).await.unwrap();
-    assert_eq!(targets.len(), 5);
+    // For key naming: one linker of a kind asked for, of this scope only, and every linker
+    // stored without a spec.
+    let kinds = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let expected = linker(SCOPE, "x").properties.target_service.unwrap();
-    assert!(targets.iter().all(|t| *t == expected), "{targets:?}");
+    let targets = store
+        .linker_targets(&scope, &kinds(&["redis", "postgresql"]))
+        .await
+        .unwrap();
+    assert_eq!(targets, std::slice::from_ref(&expected));
+    assert!(
+        store
+            .linker_targets(&scope, &kinds(&["redis"]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let empty = ResourceId::parse(&SCOPE.replace("App", "Empty")).unwrap();
-    assert!(store.linker_targets(&empty).await.unwrap().is_empty());
+    assert!(
+        store
+            .linker_targets(&empty, &kinds(&["postgresql"]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut legacy = linker(SCOPE, "legacy");
+    legacy.spec = None;
+    begin_create(store.as_ref(), legacy, &me()).await;
+    let targets = store
+        .linker_targets(&scope, &kinds(&["redis"]))
+        .await
+        .unwrap();
+    assert_eq!(targets, [expected]);
 }
 
 async fn a_second_create_of_the_same_name_conflicts(store: Arc<dyn Store>) {

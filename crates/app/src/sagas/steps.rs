@@ -42,7 +42,8 @@ const SECRETS_USER: &str = "Key Vault Secrets User";
 pub struct Resolved {
     /// The source's facts; `None` when a delete finds the source gone.
     pub source: Option<SourceFacts>,
-    /// The source's identities before any change.
+    /// The source's identities before any change; `None` when none is in play (wanted or
+    /// applied before), or the source is gone.
     pub identity: Option<SourceIdentity>,
     /// The facts of the desired target (none for a delete); never secret.
     pub target: Option<Facts>,
@@ -292,16 +293,6 @@ impl Step<LinkerCtx> for Resolve {
             Err(e) if e.is_not_found() && p.after.is_none() => None,
             Err(e) => return Err(step_error(e, not_found("SourceNotFound", scope))),
         };
-        let identity = match &source_facts {
-            Some(_) => Some(
-                source
-                    .identity
-                    .identity(&call, scope)
-                    .await
-                    .map_err(|e| step_error(e, not_found("SourceNotFound", scope)))?,
-            ),
-            None => None,
-        };
         let target_facts = match &p.after {
             Some(spec) => Some(
                 ctx.target(&spec.kind)?
@@ -328,6 +319,22 @@ impl Step<LinkerCtx> for Resolve {
                 before
             }
             None => p.legacy.clone().unwrap_or_default(),
+        };
+        // The identities only when some are in play: wanted, or applied before.
+        let identities_in_play = wanted_identity(p.after.as_ref()) != (false, None)
+            || before
+                .items
+                .iter()
+                .any(|i| matches!(i.what, What::SystemIdentity | What::UserIdentity { .. }));
+        let identity = match &source_facts {
+            Some(_) if identities_in_play => Some(
+                source
+                    .identity
+                    .identity(&call, scope)
+                    .await
+                    .map_err(|e| step_error(e, not_found("SourceNotFound", scope)))?,
+            ),
+            _ => None,
         };
 
         let settings = match &source_facts {
@@ -569,6 +576,14 @@ impl Step<LinkerCtx> for Identity {
         IDENTITY.output(&out)
     }
 
+    /// `resolve` read the source's identities only if some are in play.
+    fn skip(&self, cx: &StepCx<LinkerCtx>) -> Option<Value> {
+        let r = cx.get(&RESOLVE).ok()?;
+        r.identity
+            .is_none()
+            .then(|| IDENTITY.output(&IdentityOut::default()).ok())?
+    }
+
     async fn undo(&self, cx: &StepCx<LinkerCtx>) -> Result<(), StepError> {
         let Some(r) = cx.try_get(&RESOLVE)? else {
             return Ok(());
@@ -729,6 +744,19 @@ impl Step<LinkerCtx> for Auth {
             out.keys = Some(seal(cx, &keys)?);
         }
         AUTH.output(&out)
+    }
+
+    /// No grant wanted or to drop, and no keys to list.
+    fn skip(&self, cx: &StepCx<LinkerCtx>) -> Option<Value> {
+        let p: LinkerParams = cx.params().ok()?;
+        let r = cx.get(&RESOLVE).ok()?;
+        let identity = cx.try_get(&IDENTITY).ok()?;
+        let idle = wanted_grants(&p, &r, identity.as_ref()).ok()?.is_empty()
+            && dropped_grants(&r, &BTreeSet::new()).next().is_none()
+            && p.after
+                .as_ref()
+                .is_none_or(|s| s.auth != spec::Auth::TargetKeys);
+        idle.then(|| AUTH.output(&AuthOut::default()).ok())?
     }
 
     async fn undo(&self, cx: &StepCx<LinkerCtx>) -> Result<(), StepError> {
@@ -956,6 +984,22 @@ impl Step<LinkerCtx> for SecretStore {
             }
         }
         SECRET_STORE.output(&out)
+    }
+
+    /// No secret store wanted, and no secret the linker kept before to remove.
+    fn skip(&self, cx: &StepCx<LinkerCtx>) -> Option<Value> {
+        let p: LinkerParams = cx.params().ok()?;
+        let r = cx.get(&RESOLVE).ok()?;
+        let wanted = p
+            .after
+            .as_ref()
+            .is_some_and(|s| s.writes_configuration() && s.secret_store.is_some());
+        let kept = r
+            .before
+            .items
+            .iter()
+            .any(|item| matches!(item.what, What::VaultSecret { .. }) && removable(&r, item));
+        (!wanted && !kept).then(|| SECRET_STORE.output(&SecretsOut::default()).ok())?
     }
 
     async fn undo(&self, cx: &StepCx<LinkerCtx>) -> Result<(), StepError> {

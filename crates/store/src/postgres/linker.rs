@@ -48,12 +48,18 @@ pub(super) async fn list(
 pub(super) async fn targets(
     pool: &PgPool,
     scope: &ResourceId,
+    kinds: &[String],
 ) -> Result<Vec<TargetService>, StoreError> {
-    let rows: Vec<(Option<Json<TargetService>>,)> =
-        sqlx::query_as("select properties->'targetService' from linker where scope_key = $1")
-            .bind(scope.key())
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<(Option<Json<TargetService>>,)> = sqlx::query_as(
+        "(select properties->'targetService' from linker
+          where scope_key = $1 and spec->>'kind' = any($2) limit 1)
+         union all
+         select properties->'targetService' from linker where scope_key = $1 and spec is null",
+    )
+    .bind(scope.key())
+    .bind(kinds)
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().filter_map(|(t,)| t.map(|t| t.0)).collect())
 }
 
@@ -178,9 +184,9 @@ pub(super) async fn operation_begin(
 }
 
 /// The (name, keys, keys before a running update) of the source's other linkers that hold
-/// one of `mine` (ASCII case-insensitively, as [`check_keys`] compares): the database
-/// filters, so the answer stays small however many linkers the source has. Runs under the
-/// chain's lock, which serializes writers of one source.
+/// one of `mine` (ASCII case-insensitively, as [`check_keys`] compares), found through the
+/// `linker_key` index its trigger maintains: the cost stays flat however many linkers the
+/// source has. Runs under the chain's lock, which serializes writers of one source.
 async fn other_keys(
     tx: &mut Transaction<'_, Postgres>,
     linker: &Linker,
@@ -192,12 +198,8 @@ async fn other_keys(
     let wanted: Vec<String> = mine.iter().map(|k| k.to_ascii_lowercase()).collect();
     Ok(sqlx::query_as(
         "select name, keys, previous_keys from linker
-         where scope_key = $1 and id <> $2
-           and exists (select 1
-                       from jsonb_array_elements_text(keys || coalesce(previous_keys, '[]'::jsonb))
-                            as held(k)
-                       where translate(k, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
-                                          'abcdefghijklmnopqrstuvwxyz') = any($3))",
+         where id in (select linker_id from linker_key where scope_key = $1 and key = any($3))
+           and id <> $2",
     )
     .bind(linker.at.scope.key())
     .bind(linker.id.as_uuid())
@@ -378,9 +380,10 @@ pub(super) async fn release_items(
     linker: Uuid,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "update linker_item o set created = true from linker_item m
-         where m.linker_id = $1 and m.created and o.item_key = m.item_key and o.linker_id <> $1
-           and not o.created",
+        "update linker_item set created = true
+         where item_key = any(array(select item_key from linker_item
+                                    where linker_id = $1 and created))
+           and linker_id <> $1 and not created",
     )
     .bind(linker)
     .execute(&mut **tx)

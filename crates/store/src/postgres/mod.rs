@@ -13,7 +13,8 @@ use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId
 use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::{
-    Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
+    Ack, Ended, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError,
+    StepError,
 };
 
 use tether_model::authz::{AuditRecord, RoleAssignment, RoleAssignmentId, Scope};
@@ -142,8 +143,12 @@ impl Store for PgStore {
         crate::timed(self.timeout, linker::list(&self.pool, scope, after, limit)).await
     }
 
-    async fn linker_targets(&self, scope: &ResourceId) -> Result<Vec<TargetService>, StoreError> {
-        crate::timed(self.timeout, linker::targets(&self.pool, scope)).await
+    async fn linker_targets(
+        &self,
+        scope: &ResourceId,
+        kinds: &[String],
+    ) -> Result<Vec<TargetService>, StoreError> {
+        crate::timed(self.timeout, linker::targets(&self.pool, scope, kinds)).await
     }
 
     async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError> {
@@ -273,7 +278,7 @@ impl SagaStore for PgStore {
         events: &[SagaEvent],
         outcome: &SagaOutcome,
         epoch: Epoch,
-    ) -> Result<(), SagaStoreError> {
+    ) -> Result<Ended, SagaStoreError> {
         crate::timed(
             self.timeout,
             saga::finish(&self.pool, id, lease, events, outcome, epoch),

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::PgPool;
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, Transaction};
 use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
 use tether_model::operation::OperationKind;
 use tether_saga::{
-    Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStoreError, StepError,
+    Ack, Ended, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStoreError, StepError,
 };
 use uuid::Uuid;
 
@@ -50,32 +50,22 @@ pub(super) async fn load(
     Ok((record, events))
 }
 
-/// Raises the stored epoch to `epoch` if it is newer, and refuses `epoch` if a newer one
-/// is stored. The share lock on the fence row lasts until the caller's commit, so a raise
-/// by the new leader cannot commit between this check and that commit; it waits, and then
-/// every later check sees it. (A non-matching update takes no lock: the common path only
-/// shares the row.)
-async fn check_epoch(
-    tx: &mut Transaction<'_, Postgres>,
-    epoch: Epoch,
-) -> Result<(), SagaStoreError> {
-    sqlx::query("update saga_fence set epoch = $1 where id = 1 and epoch < $1")
-        .bind(epoch.as_i64())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    let (stored,): (i64,) = sqlx::query_as("select epoch from saga_fence where id = 1 for share")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)?;
-    if stored > epoch.as_i64() {
-        return Err(SagaStoreError::StaleEpoch);
+/// The SQLSTATE `tether_fence` fails with when a newer epoch has committed.
+const STALE_EPOCH: &str = "TF001";
+
+/// A failed statement, with a refusal by the epoch fence told apart.
+fn fenced(e: sqlx::Error) -> SagaStoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(STALE_EPOCH) => {
+            SagaStoreError::StaleEpoch
+        }
+        _ => backend(e),
     }
-    Ok(())
 }
 
-/// One commit: the epoch check, the conditional saga update, then the log insert only if
-/// that update matched.
+/// One statement, so one round trip and its own commit: the epoch fence (`tether_fence`,
+/// whose lock lasts until that commit), the conditional saga update, then the log insert
+/// only if that update matched.
 pub(super) async fn record(
     pool: &PgPool,
     id: SagaId,
@@ -85,15 +75,13 @@ pub(super) async fn record(
     state: Option<(SagaState, Option<&StepError>)>,
     epoch: Epoch,
 ) -> Result<Ack, SagaStoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
-    check_epoch(&mut tx, epoch).await?;
     let row: Option<(bool,)> = sqlx::query_as(
-        "with s as (
+        "with f as materialized (select tether_fence($8) as ok), s as (
             update saga set lease_expires_at = now() + make_interval(secs => $4),
                 state = coalesce($5, state), error = coalesce($6, error), updated_at = now(),
                 epoch = $8
             where id = $1 and owner = $2 and generation = $3
-              and state in ('running', 'unwinding', 'stuck')
+              and state in ('running', 'unwinding', 'stuck') and (select ok from f)
             returning cancel_requested
          ), e as (
             insert into saga_event (saga_id, step, kind, data)
@@ -112,11 +100,10 @@ pub(super) async fn record(
     .bind(state.and_then(|(_, e)| e).map(step_error_json))
     .bind(events_json(events))
     .bind(epoch.as_i64())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(pool)
     .await
-    .map_err(backend)?;
+    .map_err(fenced)?;
     let (cancel_requested,) = row.ok_or(SagaStoreError::Fenced)?;
-    tx.commit().await.map_err(backend)?;
     Ok(Ack { cancel_requested })
 }
 
@@ -128,16 +115,19 @@ pub(super) async fn finish(
     events: &[SagaEvent],
     outcome: &SagaOutcome,
     epoch: Epoch,
-) -> Result<(), SagaStoreError> {
+) -> Result<Ended, SagaStoreError> {
     let mut tx = pool.begin().await.map_err(backend)?;
-    check_epoch(&mut tx, epoch).await?;
     let error = match outcome {
         SagaOutcome::Succeeded(_) => None,
         SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => Some(step_error_json(e)),
     };
-    let ended = sqlx::query(
-        "update saga set state = $4, error = coalesce($5, error), updated_at = now(), epoch = $6
-         where id = $1 and owner = $2 and generation = $3 and state in ('running', 'unwinding', 'stuck')",
+    let ended: Option<(bool,)> = sqlx::query_as(
+        "with f as materialized (select tether_fence($6) as ok)
+         update saga set state = $4, error = coalesce($5, error), updated_at = now(), epoch = $6
+         where id = $1 and owner = $2 and generation = $3 and state in ('running', 'unwinding', 'stuck')
+           and (select ok from f)
+         returning exists (select 1 from saga b where b.chain = saga.chain and b.id <> saga.id
+                           and b.state in ('running', 'unwinding', 'stuck'))",
     )
     .bind(id.as_uuid())
     .bind(lease.owner.as_str())
@@ -145,12 +135,10 @@ pub(super) async fn finish(
     .bind(outcome.state().as_str())
     .bind(error)
     .bind(epoch.as_i64())
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
-    .map_err(backend)?;
-    if ended.rows_affected() == 0 {
-        return Err(SagaStoreError::Fenced);
-    }
+    .map_err(fenced)?;
+    let (chain_waits,) = ended.ok_or(SagaStoreError::Fenced)?;
     sqlx::query(
         "insert into saga_event (saga_id, step, kind, data)
          select $1, x.step, x.kind, x.data from jsonb_to_recordset($2) as x(step text, kind text, data jsonb)
@@ -223,7 +211,7 @@ pub(super) async fn finish(
         }
     }
     tx.commit().await.map_err(backend)?;
-    Ok(())
+    Ok(Ended { chain_waits })
 }
 
 pub(super) async fn renew(

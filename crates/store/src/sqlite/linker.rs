@@ -50,11 +50,19 @@ pub(super) async fn list(
 pub(super) async fn targets(
     pool: &SqlitePool,
     scope: &ResourceId,
+    kinds: &[String],
 ) -> Result<Vec<TargetService>, StoreError> {
     let rows: Vec<(Option<Json<TargetService>>,)> = sqlx::query_as(
-        "select json_extract(properties, '$.targetService') from linker where scope_key = ?1",
+        "select * from (select json_extract(properties, '$.targetService') from linker
+                        where scope_key = ?1
+                          and json_extract(spec, '$.kind') in (select value from json_each(?2))
+                        limit 1)
+         union all
+         select json_extract(properties, '$.targetService') from linker
+         where scope_key = ?1 and spec is null",
     )
     .bind(scope.key())
+    .bind(Json(kinds))
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().filter_map(|(t,)| t.map(|t| t.0)).collect())

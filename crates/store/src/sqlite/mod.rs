@@ -14,7 +14,8 @@ use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId
 use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::{
-    Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError, StepError,
+    Ack, Ended, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStore, SagaStoreError,
+    StepError,
 };
 
 use tether_model::authz::{AuditRecord, RoleAssignment, RoleAssignmentId, Scope};
@@ -142,8 +143,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn linker_targets(&self, scope: &ResourceId) -> Result<Vec<TargetService>, StoreError> {
-        crate::timed(self.timeout, linker::targets(&self.reader, scope)).await
+    async fn linker_targets(
+        &self,
+        scope: &ResourceId,
+        kinds: &[String],
+    ) -> Result<Vec<TargetService>, StoreError> {
+        crate::timed(self.timeout, linker::targets(&self.reader, scope, kinds)).await
     }
 
     async fn linker_applied(&self, id: LinkerId) -> Result<Option<AppliedRecord>, StoreError> {
@@ -274,7 +279,7 @@ impl SagaStore for SqliteStore {
         events: &[SagaEvent],
         outcome: &SagaOutcome,
         epoch: Epoch,
-    ) -> Result<(), SagaStoreError> {
+    ) -> Result<Ended, SagaStoreError> {
         crate::timed(
             self.timeout,
             saga::finish(&self.writer, id, lease, events, outcome, epoch),

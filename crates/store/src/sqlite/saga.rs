@@ -10,7 +10,7 @@ use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
 use tether_model::operation::OperationKind;
 use tether_saga::{
-    Ack, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStoreError, StepError,
+    Ack, Ended, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStoreError, StepError,
 };
 use uuid::Uuid;
 
@@ -128,7 +128,7 @@ pub(super) async fn finish(
     events: &[SagaEvent],
     outcome: &SagaOutcome,
     epoch: Epoch,
-) -> Result<(), SagaStoreError> {
+) -> Result<Ended, SagaStoreError> {
     let mut tx = pool.begin().await.map_err(backend)?;
     check_epoch(&mut tx, epoch).await?;
     let now = Utc::now();
@@ -136,9 +136,11 @@ pub(super) async fn finish(
         SagaOutcome::Succeeded(_) => None,
         SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => Some(step_error_json(e)),
     };
-    let ended = sqlx::query(&format!(
+    let ended: Option<(bool,)> = sqlx::query_as(&format!(
         "update saga set state = ?4, error = coalesce(?5, error), updated_at = ?6, epoch = ?7
-         where id = ?1 and owner = ?2 and generation = ?3 and {UNFINISHED}"
+         where id = ?1 and owner = ?2 and generation = ?3 and {UNFINISHED}
+         returning exists (select 1 from saga b where b.chain = saga.chain and b.id <> saga.id
+                           and b.{UNFINISHED})"
     ))
     .bind(id.as_uuid())
     .bind(lease.owner.as_str())
@@ -147,12 +149,10 @@ pub(super) async fn finish(
     .bind(error)
     .bind(now)
     .bind(epoch.as_i64())
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(backend)?;
-    if ended.rows_affected() == 0 {
-        return Err(SagaStoreError::Fenced);
-    }
+    let (chain_waits,) = ended.ok_or(SagaStoreError::Fenced)?;
     append(&mut tx, id, events).await?;
 
     let op: Option<(Uuid, String, Uuid)> =
@@ -217,7 +217,7 @@ pub(super) async fn finish(
         }
     }
     tx.commit().await.map_err(backend)?;
-    Ok(())
+    Ok(Ended { chain_waits })
 }
 
 pub(super) async fn renew(
