@@ -18,7 +18,6 @@ ADMIN=${BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BIN=${TETHER_BIN:-target/release/tether}
 PG_LOG=${PG_LOG:-/var/log/postgresql/postgresql-15-main.log}
 DB=tether_stmtlog_$$
-TOKEN=stmt-$$-$RANDOM$RANDOM
 WORK=$(mktemp -d)
 SUB=11111111-2222-3333-4444-555555555555
 RG=/subscriptions/$SUB/resourceGroups/rg-stmt
@@ -47,30 +46,46 @@ announced() {
 psql -q "$ADMIN" -c "create database $DB"
 psql -q "$ADMIN" -c "alter database $DB set log_statement = 'all'"
 
-"$BIN" mock-azure --listen 127.0.0.1:0 --accept-token "$TOKEN" >"$WORK/mock.out" 2>"$WORK/mock.log" &
+"$BIN" mock-azure --listen 127.0.0.1:0 >"$WORK/mock.out" 2>"$WORK/mock.log" &
 PIDS+=($!)
 MOCK=$(announced "$WORK/mock.out" "mock Azure backend listening on ")
+TENANT=aaaaaaaa-0000-4000-8000-000000000001
 
 DB_URL=$(python3 -c "import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path='/$DB').geturl())" "$ADMIN")
+# The bench's configuration (crates/bench/src/setup.rs): the mock issues the tokens and its
+# demo client is Owner.
 cat >"$WORK/tether.toml" <<EOF
 [server]
 listen = "127.0.0.1:0"
+location = "westus"
+trusted_hosts = ["127.0.0.1"]
+public_scheme = "http"
 [database]
 url = "$DB_URL"
 [auth]
-token = "$TOKEN"
+audiences = ["https://management.azure.com"]
+allow_http_issuers = true
+bootstrap_owners = ["08e5fa31-2314-8299-b025-dd969cba3c96"]
+[[auth.issuers]]
+issuer = "$MOCK/$TENANT/v2.0"
+tenant_id = "$TENANT"
+[throttle]
+enabled = false
 [secrets]
 key = "$(head -c 32 /dev/urandom | base64)"
 [azure]
 arm_endpoint = "$MOCK"
 authority = "$MOCK"
-tenant_id = "aaaaaaaa-0000-4000-8000-000000000001"
+tenant_id = "$TENANT"
 client_id = "tether-dev-client"
 client_secret = "tether-dev-secret"
 EOF
 env -u RUST_LOG "$BIN" serve --config "$WORK/tether.toml" >"$WORK/tether.out" 2>"$WORK/tether.log" &
 PIDS+=($!)
 API=$(announced "$WORK/tether.out" "tether listening on ")
+TOKEN=$(curl -sf -d grant_type=client_credentials -d client_id=tether-dev-client \
+  -d client_secret=tether-dev-secret -d scope=https://management.azure.com/.default \
+  "$MOCK/$TENANT/oauth2/v2.0/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
 arm_put() {
   curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
