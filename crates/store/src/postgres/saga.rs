@@ -121,13 +121,24 @@ pub(super) async fn finish(
         SagaOutcome::Succeeded(_) => None,
         SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => Some(step_error_json(e)),
     };
-    let ended: Option<(bool,)> = sqlx::query_as(
-        "with f as materialized (select tether_fence($6) as ok)
-         update saga set state = $4, error = coalesce($5, error), updated_at = now(), epoch = $6
-         where id = $1 and owner = $2 and generation = $3 and state in ('running', 'unwinding', 'stuck')
-           and (select ok from f)
-         returning exists (select 1 from saga b where b.chain = saga.chain and b.id <> saga.id
-                           and b.state in ('running', 'unwinding', 'stuck'))",
+    // The fence, the saga's end, the last log entries and the operation to complete, in one
+    // round trip (no row when the lease or the epoch no longer holds).
+    let ended: Option<(bool, Option<Uuid>, Option<String>, Option<Uuid>)> = sqlx::query_as(
+        "with f as materialized (select tether_fence($6) as ok), s as (
+            update saga set state = $4, error = coalesce($5, error), updated_at = now(), epoch = $6
+            where id = $1 and owner = $2 and generation = $3
+              and state in ('running', 'unwinding', 'stuck') and (select ok from f)
+            returning id, exists (select 1 from saga b where b.chain = saga.chain and b.id <> saga.id
+                                  and b.state in ('running', 'unwinding', 'stuck')) as chain_waits
+         ), e as (
+            insert into saga_event (saga_id, step, kind, data)
+            select $1, x.step, x.kind, x.data
+            from jsonb_to_recordset($7) as x(step text, kind text, data jsonb)
+            where exists (select 1 from s)
+            on conflict do nothing
+         )
+         select s.chain_waits, o.id, o.kind, o.linker_id
+         from s left join operation o on o.saga_id = s.id",
     )
     .bind(id.as_uuid())
     .bind(lease.owner.as_str())
@@ -135,27 +146,12 @@ pub(super) async fn finish(
     .bind(outcome.state().as_str())
     .bind(error)
     .bind(epoch.as_i64())
+    .bind(events_json(events))
     .fetch_optional(&mut *tx)
     .await
     .map_err(fenced)?;
-    let (chain_waits,) = ended.ok_or(SagaStoreError::Fenced)?;
-    sqlx::query(
-        "insert into saga_event (saga_id, step, kind, data)
-         select $1, x.step, x.kind, x.data from jsonb_to_recordset($2) as x(step text, kind text, data jsonb)
-         on conflict do nothing",
-    )
-    .bind(id.as_uuid())
-    .bind(events_json(events))
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-
-    let op: Option<(Uuid, String, Uuid)> =
-        sqlx::query_as("select id, kind, linker_id from operation where saga_id = $1")
-            .bind(id.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+    let (chain_waits, op_id, kind, linker_id) = ended.ok_or(SagaStoreError::Fenced)?;
+    let op = op_id.zip(kind).zip(linker_id).map(|((o, k), l)| (o, k, l));
     if let Some((op_id, kind, linker_id)) = op {
         let kind =
             OperationKind::parse(&kind).ok_or_else(|| backend(corrupt("operation.kind", &kind)))?;
