@@ -50,6 +50,20 @@ pub(super) async fn load(
     Ok((record, events))
 }
 
+/// The log insert of a saga commit, a CTE after `s` (the commit's conditional saga update):
+/// the events (`$7`, a JSON array) go in only if that update matched, once each.
+macro_rules! append_events {
+    () => {
+        "e as (
+            insert into saga_event (saga_id, step, kind, data)
+            select $1, x.step, x.kind, x.data
+            from jsonb_to_recordset($7) as x(step text, kind text, data jsonb)
+            where exists (select 1 from s)
+            on conflict do nothing
+         )"
+    };
+}
+
 /// The SQLSTATE `tether_fence` fails with when a newer epoch has committed.
 const STALE_EPOCH: &str = "TF001";
 
@@ -75,7 +89,7 @@ pub(super) async fn record(
     state: Option<(SagaState, Option<&StepError>)>,
     epoch: Epoch,
 ) -> Result<Ack, SagaStoreError> {
-    let row: Option<(bool,)> = sqlx::query_as(
+    let row: Option<(bool,)> = sqlx::query_as(concat!(
         "with f as materialized (select tether_fence($8) as ok), s as (
             update saga set lease_expires_at = now() + make_interval(secs => $4),
                 state = coalesce($5, state), error = coalesce($6, error), updated_at = now(),
@@ -83,15 +97,10 @@ pub(super) async fn record(
             where id = $1 and owner = $2 and generation = $3
               and state in ('running', 'unwinding', 'stuck') and (select ok from f)
             returning cancel_requested
-         ), e as (
-            insert into saga_event (saga_id, step, kind, data)
-            select $1, x.step, x.kind, x.data
-            from jsonb_to_recordset($7) as x(step text, kind text, data jsonb)
-            where exists (select 1 from s)
-            on conflict do nothing
-         )
-         select cancel_requested from s",
-    )
+         ), ",
+        append_events!(),
+        " select cancel_requested from s",
+    ))
     .bind(id.as_uuid())
     .bind(lease.owner.as_str())
     .bind(lease.generation)
@@ -123,33 +132,32 @@ pub(super) async fn finish(
     };
     // The fence, the saga's end, the last log entries and the operation to complete, in one
     // round trip (no row when the lease or the epoch no longer holds).
-    let ended: Option<(bool, Option<Uuid>, Option<String>, Option<Uuid>)> = sqlx::query_as(
-        "with f as materialized (select tether_fence($6) as ok), s as (
-            update saga set state = $4, error = coalesce($5, error), updated_at = now(), epoch = $6
-            where id = $1 and owner = $2 and generation = $3
-              and state in ('running', 'unwinding', 'stuck') and (select ok from f)
-            returning id, exists (select 1 from saga b where b.chain = saga.chain and b.id <> saga.id
-                                  and b.state in ('running', 'unwinding', 'stuck')) as chain_waits
-         ), e as (
-            insert into saga_event (saga_id, step, kind, data)
-            select $1, x.step, x.kind, x.data
-            from jsonb_to_recordset($7) as x(step text, kind text, data jsonb)
-            where exists (select 1 from s)
-            on conflict do nothing
-         )
-         select s.chain_waits, o.id, o.kind, o.linker_id
-         from s left join operation o on o.saga_id = s.id",
-    )
-    .bind(id.as_uuid())
-    .bind(lease.owner.as_str())
-    .bind(lease.generation)
-    .bind(outcome.state().as_str())
-    .bind(error)
-    .bind(epoch.as_i64())
-    .bind(events_json(events))
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(fenced)?;
+    let ended: Option<(bool, Option<Uuid>, Option<String>, Option<Uuid>)> =
+        sqlx::query_as(concat!(
+            "with f as materialized (select tether_fence($6) as ok), s as (
+                update saga set state = $4, error = coalesce($5, error), updated_at = now(),
+                    epoch = $6
+                where id = $1 and owner = $2 and generation = $3
+                  and state in ('running', 'unwinding', 'stuck') and (select ok from f)
+                returning id, exists (select 1 from saga b where b.chain = saga.chain
+                                      and b.id <> saga.id
+                                      and b.state in ('running', 'unwinding', 'stuck'))
+                          as chain_waits
+             ), ",
+            append_events!(),
+            " select s.chain_waits, o.id, o.kind, o.linker_id
+              from s left join operation o on o.saga_id = s.id",
+        ))
+        .bind(id.as_uuid())
+        .bind(lease.owner.as_str())
+        .bind(lease.generation)
+        .bind(outcome.state().as_str())
+        .bind(error)
+        .bind(epoch.as_i64())
+        .bind(events_json(events))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fenced)?;
     let (chain_waits, op_id, kind, linker_id) = ended.ok_or(SagaStoreError::Fenced)?;
     let op = op_id.zip(kind).zip(linker_id).map(|((o, k), l)| (o, k, l));
     if let Some((op_id, kind, linker_id)) = op {
