@@ -64,6 +64,16 @@ macro_rules! append_events {
     };
 }
 
+/// What ending a saga returns: whether its chain has another unfinished saga, and the
+/// operation to complete (none for a saga without one).
+#[derive(sqlx::FromRow)]
+struct EndedRow {
+    chain_waits: bool,
+    operation_id: Option<Uuid>,
+    kind: Option<String>,
+    linker_id: Option<Uuid>,
+}
+
 /// The SQLSTATE `tether_fence` fails with when a newer epoch has committed.
 const STALE_EPOCH: &str = "TF001";
 
@@ -132,9 +142,8 @@ pub(super) async fn finish(
     };
     // The fence, the saga's end, the last log entries and the operation to complete, in one
     // round trip (no row when the lease or the epoch no longer holds).
-    let ended: Option<(bool, Option<Uuid>, Option<String>, Option<Uuid>)> =
-        sqlx::query_as(concat!(
-            "with f as materialized (select tether_fence($6) as ok), s as (
+    let ended: Option<EndedRow> = sqlx::query_as(concat!(
+        "with f as materialized (select tether_fence($6) as ok), s as (
                 update saga set state = $4, error = coalesce($5, error), updated_at = now(),
                     epoch = $6
                 where id = $1 and owner = $2 and generation = $3
@@ -144,22 +153,23 @@ pub(super) async fn finish(
                                       and b.state in ('running', 'unwinding', 'stuck'))
                           as chain_waits
              ), ",
-            append_events!(),
-            " select s.chain_waits, o.id, o.kind, o.linker_id
+        append_events!(),
+        " select s.chain_waits, o.id as operation_id, o.kind, o.linker_id
               from s left join operation o on o.saga_id = s.id",
-        ))
-        .bind(id.as_uuid())
-        .bind(lease.owner.as_str())
-        .bind(lease.generation)
-        .bind(outcome.state().as_str())
-        .bind(error)
-        .bind(epoch.as_i64())
-        .bind(events_json(events))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(fenced)?;
-    let (chain_waits, op_id, kind, linker_id) = ended.ok_or(SagaStoreError::Fenced)?;
-    let op = op_id.zip(kind).zip(linker_id).map(|((o, k), l)| (o, k, l));
+    ))
+    .bind(id.as_uuid())
+    .bind(lease.owner.as_str())
+    .bind(lease.generation)
+    .bind(outcome.state().as_str())
+    .bind(error)
+    .bind(epoch.as_i64())
+    .bind(events_json(events))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(fenced)?;
+    let ended = ended.ok_or(SagaStoreError::Fenced)?;
+    let chain_waits = ended.chain_waits;
+    let op = (ended.operation_id.zip(ended.kind).zip(ended.linker_id)).map(|((o, k), l)| (o, k, l));
     if let Some((op_id, kind, linker_id)) = op {
         let kind =
             OperationKind::parse(&kind).ok_or_else(|| backend(corrupt("operation.kind", &kind)))?;
