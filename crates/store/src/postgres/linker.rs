@@ -301,23 +301,18 @@ pub(super) async fn applied(
     pool: &PgPool,
     id: LinkerId,
 ) -> Result<Option<AppliedRecord>, StoreError> {
-    let row: Option<(Option<Json<Value>>,)> =
-        sqlx::query_as("select applied from linker where id = $1")
-            .bind(id.as_uuid())
-            .fetch_optional(pool)
-            .await?;
-    let Some((Some(Json(record)),)) = row else {
+    let row: Option<(Option<Json<Value>>, Vec<String>)> = sqlx::query_as(
+        "select applied,
+                array(select item_key from linker_item where linker_id = $1 and created)
+         from linker where id = $1",
+    )
+    .bind(id.as_uuid())
+    .fetch_optional(pool)
+    .await?;
+    let Some((Some(Json(record)), created)) = row else {
         return Ok(None);
     };
-    let created: Vec<(String,)> =
-        sqlx::query_as("select item_key from linker_item where linker_id = $1 and created")
-            .bind(id.as_uuid())
-            .fetch_all(pool)
-            .await?;
-    Ok(Some(AppliedRecord {
-        record,
-        created: created.into_iter().map(|(k,)| k).collect(),
-    }))
+    Ok(Some(AppliedRecord { record, created }))
 }
 
 /// Which of `keys` another linker holds.
