@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 use tether_model::Error;
 use tether_model::catalog::Catalog;
+use tether_model::configuration::KeyNaming;
 
 /// Entries per `configurationNames` page.
 const PAGE: usize = 100;
@@ -121,7 +122,7 @@ pub fn configuration_names(
                 let names: Vec<Value> = cell
                     .entries
                     .iter()
-                    .map(|t| json!({ "value": t.key_name(), "description": t.description }))
+                    .map(|t| json!({ "value": t.key.name(&KeyNaming::Plain), "description": t.description }))
                     .collect();
                 json!({ "properties": {
                     "targetService": service,

@@ -240,12 +240,11 @@ impl Prober {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.next_wake();
+            let (wake_at, probe) = wake.unwrap_or((Instant::now(), false));
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = ticks.tick() => self.step(true).await,
-                _ = tokio::time::sleep_until(wake.map_or_else(Instant::now, |(at, _)| at)), if wake.is_some() => {
-                    self.step(wake.is_some_and(|(_, probe)| probe)).await;
-                }
+                _ = tokio::time::sleep_until(wake_at), if wake.is_some() => self.step(probe).await,
             }
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::Error;
-use crate::catalog::{Key, Segment, TargetKind, Template};
+use crate::catalog::{Segment, TargetKind, Template};
 use crate::facts::Facts;
 use crate::linker::{ActionType, AuthType, ClientType, ConfigurationInfo};
 
@@ -100,7 +100,7 @@ impl Request<'_> {
     /// checks `configurationInfo` (a `400` naming it when it is wrong).
     pub fn key_names(&self) -> Result<Vec<String>, Error> {
         let templates = self.templates()?;
-        let names = templates.iter().map(|t| self.key_name(&t.key)).collect();
+        let names = templates.iter().map(|t| t.key.name(self.naming)).collect();
         let info = self.info.cloned().unwrap_or_default();
         let entries = self.finish(names, &info)?;
         Ok(entries.into_iter().map(|(name, _)| name).collect())
@@ -122,7 +122,7 @@ impl Request<'_> {
         let mut values = BTreeMap::new();
         let mut names = Vec::with_capacity(templates.len());
         for t in templates {
-            let name = self.key_name(&t.key);
+            let name = t.key.name(self.naming);
             let (mut value, holds_secret) = self.substitute(t, facts, reveal)?;
             if !extra_props.is_empty() && t.is_connection_string() {
                 t.syntax.append(&mut value, &extra_props);
@@ -222,16 +222,6 @@ impl Request<'_> {
             .with_target("properties.configurationInfo"));
         }
         Ok(out)
-    }
-
-    fn key_name(&self, key: &Key) -> String {
-        match (key, self.naming) {
-            (Key::Exact(name), _) => name.clone(),
-            (Key::Suffix { prefix, suffix }, KeyNaming::Plain) => format!("{prefix}_{suffix}"),
-            (Key::Suffix { prefix, suffix }, KeyNaming::Named(conn)) => {
-                format!("{prefix}_{conn}_{suffix}")
-            }
-        }
     }
 
     fn substitute(

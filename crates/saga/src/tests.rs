@@ -590,29 +590,21 @@ async fn cancellation_unwinds_at_the_next_step_boundary() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancellation_between_storing_and_starting_is_seen_at_the_first_step_boundary() {
-    let store = Arc::new(MemoryStore::default());
-    let world = Arc::new(World::default());
-    let exec = Executor::new(
-        store.clone(),
-        world.clone(),
-        InstanceId::generate("a"),
-        config(),
-        Arc::new(tether_model::fencing::SingleRegion),
-        vec![abc()],
-    );
-    let saga = exec.new_saga("test-abc", json!({}), None);
+    let h = harness(World::default(), config(), abc());
+    let saga = h.exec.new_saga("test-abc", json!({}), None);
     let id = saga.id;
-    let stored = exec.stored(&saga);
-    store.insert(saga);
-    store.request_cancel(id);
+    let stored = h.exec.stored(&saga);
+    h.store.insert(saga);
+    h.store.request_cancel(id);
     // What was stored does not say so: the first log write reports it.
-    exec.start_stored(stored);
-    let outcome = wait_terminal(&store, id).await;
+    h.exec.start_stored(stored);
+    let outcome = wait_terminal(&h.store, id).await;
     let SagaOutcome::Canceled(err) = outcome else {
         panic!("expected cancellation, got {outcome:?}")
     };
     assert_eq!(err.code, crate::CANCELED);
-    assert!(world.items().is_empty());
+    assert!(h.world.items().is_empty());
+    h.stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]

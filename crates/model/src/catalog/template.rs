@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::configuration::KeyNaming;
+
 /// How a template's key is named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
@@ -19,6 +21,19 @@ pub enum Key {
     },
     /// A fixed name (Spring properties).
     Exact(String),
+}
+
+impl Key {
+    /// The key's name under `naming`.
+    pub fn name(&self, naming: &KeyNaming) -> String {
+        match (self, naming) {
+            (Key::Exact(name), _) => name.clone(),
+            (Key::Suffix { prefix, suffix }, KeyNaming::Plain) => format!("{prefix}_{suffix}"),
+            (Key::Suffix { prefix, suffix }, KeyNaming::Named(conn)) => {
+                format!("{prefix}_{conn}_{suffix}")
+            }
+        }
+    }
 }
 
 /// The syntax of a value: how substituted facts are escaped, and how
@@ -205,14 +220,6 @@ impl Template {
         Self {
             description: description.to_string(),
             ..self
-        }
-    }
-
-    /// The key's name for a linker that is the only one of its target kind on its source.
-    pub fn key_name(&self) -> String {
-        match &self.key {
-            Key::Exact(name) => name.clone(),
-            Key::Suffix { prefix, suffix } => format!("{prefix}_{suffix}"),
         }
     }
 
