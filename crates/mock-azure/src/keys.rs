@@ -7,7 +7,8 @@
 //! blocking thread ([`first_key`]), never on a runtime thread. Rotation always generates a fresh
 //! key. Signing and verification use `ring` (through `jsonwebtoken`) and are fast everywhere.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -145,7 +146,14 @@ pub(crate) struct KeyRing {
     pub(crate) current: Option<Arc<SigningKey>>,
     /// Older keys kept in the JWKS by a rotation with `keepOld`, newest first.
     pub(crate) retired: Vec<Arc<SigningKey>>,
+    /// The claims of tokens already verified, so a client that presents the same token on
+    /// every call (as clients do until it expires) costs one RSA verification, not one per
+    /// call. Emptied by a rotation; at most [`VERIFIED_CAPACITY`] entries.
+    verified: Mutex<HashMap<String, Value>>,
 }
+
+/// Most verified tokens remembered; the cache starts over when full.
+const VERIFIED_CAPACITY: usize = 1024;
 
 impl KeyRing {
     /// Every published key, current first.
@@ -163,14 +171,29 @@ impl KeyRing {
         if !keep_old {
             self.retired.clear();
         }
+        self.verified_tokens().clear();
     }
 
     /// The claims of a token signed by a published key (matched by `kid`), if any.
     pub(crate) fn verify(&self, token: &str) -> Option<Value> {
+        if let Some(claims) = self.verified_tokens().get(token) {
+            return Some(claims.clone());
+        }
         let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
-        self.published()
+        let claims = self
+            .published()
             .find(|key| key.kid == kid)
-            .and_then(|key| key.verify(token))
+            .and_then(|key| key.verify(token))?;
+        let mut verified = self.verified_tokens();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Some(claims)
+    }
+
+    fn verified_tokens(&self) -> MutexGuard<'_, HashMap<String, Value>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -193,12 +216,22 @@ mod tests {
         assert!(ring.verify(&token).is_none(), "no key published yet");
         ring.rotate(first.clone(), false);
         assert_eq!(ring.verify(&token).unwrap()["sub"], "x");
+        assert_eq!(ring.verified_tokens().len(), 1);
+        assert_eq!(
+            ring.verify(&token).unwrap()["sub"],
+            "x",
+            "answered from the cache"
+        );
         ring.rotate(second.clone(), true);
         assert_eq!(ring.published().count(), 2);
         assert!(ring.verify(&token).is_some(), "kept keys still verify");
         ring.rotate(Arc::new(SigningKey::generate().unwrap()), false);
         assert_eq!(ring.published().count(), 1);
-        assert!(ring.verify(&token).is_none(), "dropped keys do not");
+        assert!(
+            ring.verify(&token).is_none(),
+            "dropped keys do not, cached or not"
+        );
+        assert!(ring.verified_tokens().is_empty());
         // A token signed by another key under a published kid fails the signature check.
         let forged = second.sign(&json!({"sub": "x"})).unwrap();
         let mut parts: Vec<&str> = forged.split('.').collect();
