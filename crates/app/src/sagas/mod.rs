@@ -92,21 +92,21 @@ pub fn definitions(max_validations: usize) -> Vec<SagaDef<LinkerCtx>> {
     use steps::{Auth, Configuration, Identity, Network, Resolve, SecretStore};
     let mut defs = vec![
         SagaDef::new(LINKER_CREATE)
-            .step(Resolve)
+            .step(Resolve { new_linker: true })
             .step(Identity)
             .step(Auth)
             .step(SecretStore)
             .step(Network)
             .step(Configuration),
         SagaDef::new(LINKER_UPDATE)
-            .step(Resolve)
+            .step(Resolve { new_linker: false })
             .step(Identity)
             .step(Auth)
             .step(SecretStore)
             .step(Network)
             .step(Configuration),
         SagaDef::new(LINKER_DELETE)
-            .step(Resolve)
+            .step(Resolve { new_linker: false })
             .step(Configuration)
             .step(SecretStore)
             .step(Network)

@@ -274,7 +274,11 @@ fn removable(r: &Resolved, item: &Item) -> bool {
 ///
 /// Crash-safety: nothing to undo; a rerun takes a fresh snapshot, which is still the state
 /// before any change because later steps only start once this output is logged.
-pub struct Resolve;
+pub struct Resolve {
+    /// The saga creates the linker: it has applied nothing yet (its applied record is written
+    /// when the create ends), so there is no record to read.
+    pub new_linker: bool,
+}
 
 #[async_trait]
 impl Step<LinkerCtx> for Resolve {
@@ -303,9 +307,13 @@ impl Step<LinkerCtx> for Resolve {
             ),
             None => None,
         };
-        let stored = ctx.store.linker_applied(p.linker_id).await.map_err(|e| {
-            StepError::transient("StoreUnavailable", format!("reading the linker: {e}"))
-        })?;
+        let stored = if self.new_linker {
+            None
+        } else {
+            ctx.store.linker_applied(p.linker_id).await.map_err(|e| {
+                StepError::transient("StoreUnavailable", format!("reading the linker: {e}"))
+            })?
+        };
         let before = match stored {
             Some(stored) => {
                 let mut before: Applied = serde_json::from_value(stored.record).map_err(|e| {
@@ -442,13 +450,17 @@ impl Step<LinkerCtx> for Resolve {
             }
         }
         let keys: Vec<String> = before.items.iter().map(|i| i.key.clone()).collect();
-        let shared = ctx
-            .store
-            .items_held_elsewhere(p.linker_id, &keys)
-            .await
-            .map_err(|e| {
-                StepError::transient("StoreUnavailable", format!("reading shared items: {e}"))
-            })?;
+        // A new linker holds nothing yet: no round trip to learn that nobody else holds it.
+        let shared = if keys.is_empty() {
+            Vec::new()
+        } else {
+            ctx.store
+                .items_held_elsewhere(p.linker_id, &keys)
+                .await
+                .map_err(|e| {
+                    StepError::transient("StoreUnavailable", format!("reading shared items: {e}"))
+                })?
+        };
         RESOLVE.output(&Resolved {
             source: source_facts,
             identity,

@@ -14,7 +14,6 @@ use tether_saga::{
 };
 use uuid::Uuid;
 
-use super::linker::{record_applied, release_items};
 use crate::StoreError;
 use crate::rows::{
     Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow,
@@ -174,55 +173,29 @@ pub(super) async fn finish(
         let kind =
             OperationKind::parse(&kind).ok_or_else(|| backend(corrupt("operation.kind", &kind)))?;
         let done = Completion::of(kind, outcome).map_err(backend)?;
-        sqlx::query("update operation set status = $2, error = $3, result = $4, end_time = now() where id = $1")
+        let (effect, settled) = match done.linker {
+            LinkerEffect::None => ("none", None),
+            LinkerEffect::Settle(state) => ("settle", Some(state.as_str())),
+            LinkerEffect::Revert(state) => ("revert", Some(state.as_str())),
+            LinkerEffect::Remove => ("remove", None),
+        };
+        let applied = done.applied.as_ref();
+        // The operation, the applied record and items, and the linker: one call
+        // (`tether_complete_operation`, migration 20261203000000), statements in order.
+        sqlx::query("select tether_complete_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(op_id)
             .bind(done.status.as_str())
             .bind(done.error)
             .bind(done.result)
+            .bind(linker_id)
+            .bind(effect)
+            .bind(settled)
+            .bind(applied.map(|a| &a.record))
+            .bind(applied.map(|a| &a.keys))
+            .bind(applied.map(|a| &a.created))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let linker_sql = match done.linker {
-            LinkerEffect::None => None,
-            LinkerEffect::Settle(state) => Some((
-                "update linker set operation_id = next_operation_id, next_operation_id = null,
-                    provisioning_state = case when next_operation_id is null then $3 else 'Deleting' end,
-                    previous_properties = null, previous_secret = null, previous_keys = null,
-                    previous_spec = null,
-                    generation = generation + 1, updated_at = now()
-                 where id = $1 and operation_id = $2",
-                Some(state),
-            )),
-            LinkerEffect::Revert(state) => Some((
-                "update linker set properties = coalesce(previous_properties, properties),
-                    secret = case when previous_properties is null then secret else previous_secret end,
-                    keys = coalesce(previous_keys, keys),
-                    spec = case when previous_properties is null then spec else previous_spec end,
-                    operation_id = next_operation_id, next_operation_id = null,
-                    provisioning_state = case when next_operation_id is null then $3 else 'Deleting' end,
-                    previous_properties = null, previous_secret = null, previous_keys = null,
-                    previous_spec = null,
-                    generation = generation + 1, updated_at = now()
-                 where id = $1 and operation_id = $2",
-                Some(state),
-            )),
-            LinkerEffect::Remove => Some(("delete from linker where id = $1 and operation_id = $2", None)),
-        };
-        if let Some(applied) = &done.applied {
-            record_applied(&mut tx, linker_id, op_id, applied)
-                .await
-                .map_err(backend)?;
-        }
-        if matches!(done.linker, LinkerEffect::Remove) {
-            release_items(&mut tx, linker_id).await.map_err(backend)?;
-        }
-        if let Some((sql, state)) = linker_sql {
-            let mut q = sqlx::query(sql).bind(linker_id).bind(op_id);
-            if let Some(state) = state {
-                q = q.bind(state.as_str());
-            }
-            q.execute(&mut *tx).await.map_err(backend)?;
-        }
     }
     tx.commit().await.map_err(backend)?;
     Ok(Ended { chain_waits })
