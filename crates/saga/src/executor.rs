@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -459,7 +460,7 @@ impl<C: Send + Sync + 'static> Inner<C> {
                 for (id, clock) in ids.iter().zip(clocks) {
                     if held.contains(id) {
                         clock.extend(self.trusted_until(sent));
-                    } else {
+                    } else if !clock.ending.load(Ordering::Acquire) {
                         clock.revoke();
                     }
                 }
@@ -837,6 +838,7 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
 
     async fn finish(&self, events: &[SagaEvent], outcome: SagaOutcome) -> Result<(), Stop> {
         let store = &self.inner.store;
+        self.clock.ending.store(true, Ordering::Release);
         let ended = self
             .inner
             .with_store(self.clock, || async {
@@ -888,6 +890,10 @@ impl<C> Drop for Running<'_, C> {
 struct LeaseClock {
     valid_until: Mutex<Instant>,
     revoked: tokio::sync::Notify,
+    /// Set once the saga's final commit is sent. A renewal that then misses the saga may be
+    /// seeing that very commit, not an adoption, so it does not revoke the lease: the commit
+    /// is conditional on the lease, and a real loss comes back from it as fenced.
+    ending: AtomicBool,
 }
 
 impl LeaseClock {
@@ -895,6 +901,7 @@ impl LeaseClock {
         Self {
             valid_until: Mutex::new(until),
             revoked: tokio::sync::Notify::new(),
+            ending: AtomicBool::new(false),
         }
     }
 

@@ -280,7 +280,8 @@ pub trait SagaStore: Send + Sync + 'static {
     ) -> Result<Ended, SagaStoreError>;
 
     /// Extends the leases of the unfinished sagas among `ids` that `owner` still holds, and
-    /// returns those (a saga missing from the answer was adopted by someone else).
+    /// returns those (a saga missing from the answer was adopted by someone else, or has just
+    /// been ended by its final commit).
     async fn saga_renew_leases(
         &self,
         owner: &InstanceId,

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
 use tokio_util::sync::CancellationToken;
 
 use crate::memory::MemoryStore;
 use crate::{
-    EventKind, Executor, ExecutorConfig, SagaDef, SagaOutcome, SagaState, Step, StepCx, StepError,
+    Ack, Ended, EventKind, Executor, ExecutorConfig, Lease, SagaDef, SagaEvent, SagaOutcome,
+    SagaRecord, SagaState, SagaStore, SagaStoreError, Step, StepCx, StepError,
 };
 
 /// A fake backend the test steps act on.
@@ -154,9 +156,20 @@ struct Harness {
 
 fn harness(world: World, config: ExecutorConfig, def: SagaDef<World>) -> Harness {
     let store = Arc::new(MemoryStore::default());
+    harness_on(store.clone(), store, world, config, def)
+}
+
+/// A harness whose executor reaches `store` through `seen` (a wrapper around it).
+fn harness_on(
+    store: Arc<MemoryStore>,
+    seen: Arc<dyn SagaStore>,
+    world: World,
+    config: ExecutorConfig,
+    def: SagaDef<World>,
+) -> Harness {
     let world = Arc::new(world);
     let exec = Executor::new(
-        store.clone(),
+        seen,
         world.clone(),
         InstanceId::generate("a"),
         config,
@@ -857,4 +870,116 @@ async fn a_region_that_stops_leading_stops_its_sagas_and_the_new_leader_finishes
     .await;
     assert!(matches!(stale, Err(crate::SagaStoreError::StaleEpoch)));
     stop.cancel();
+}
+
+/// A store whose final commits answer only after the next lease renewal that missed the
+/// saga (because it had ended) has been acted upon: the race between a saga's end and a
+/// renewal, made certain.
+struct RenewalMeetsFinish {
+    inner: Arc<MemoryStore>,
+    missed: std::sync::atomic::AtomicBool,
+    renewed: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl SagaStore for RenewalMeetsFinish {
+    async fn saga_load(&self, id: SagaId) -> Result<(SagaRecord, Vec<SagaEvent>), SagaStoreError> {
+        self.inner.saga_load(id).await
+    }
+
+    async fn saga_record(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        ttl: Duration,
+        events: &[SagaEvent],
+        state: Option<(SagaState, Option<&StepError>)>,
+        epoch: Epoch,
+    ) -> Result<Ack, SagaStoreError> {
+        self.inner
+            .saga_record(id, lease, ttl, events, state, epoch)
+            .await
+    }
+
+    async fn saga_finish(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        events: &[SagaEvent],
+        outcome: &SagaOutcome,
+        epoch: Epoch,
+    ) -> Result<Ended, SagaStoreError> {
+        let ended = self
+            .inner
+            .saga_finish(id, lease, events, outcome, epoch)
+            .await;
+        self.renewed.notified().await;
+        ended
+    }
+
+    async fn saga_renew_leases(
+        &self,
+        owner: &InstanceId,
+        ids: &[SagaId],
+        ttl: Duration,
+    ) -> Result<Vec<SagaId>, SagaStoreError> {
+        // Renewals run one after another: when this one starts, the executor has acted on
+        // the one that missed.
+        if self.missed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.renewed.notify_one();
+        }
+        let held = self.inner.saga_renew_leases(owner, ids, ttl).await?;
+        if held.len() < ids.len() {
+            self.missed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(held)
+    }
+
+    async fn saga_adopt_expired(
+        &self,
+        owner: &InstanceId,
+        ttl: Duration,
+        limit: u32,
+    ) -> Result<Vec<(SagaId, Lease)>, SagaStoreError> {
+        self.inner.saga_adopt_expired(owner, ttl, limit).await
+    }
+
+    async fn saga_release_all(&self, owner: &InstanceId) -> Result<(), SagaStoreError> {
+        self.inner.saga_release_all(owner).await
+    }
+
+    async fn saga_release(
+        &self,
+        id: SagaId,
+        lease: &Lease,
+        after: Duration,
+    ) -> Result<(), SagaStoreError> {
+        self.inner.saga_release(id, lease, after).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_meets_a_saga_ending_does_not_take_its_end_for_a_lost_lease() {
+    let store = Arc::new(MemoryStore::default());
+    let seen = Arc::new(RenewalMeetsFinish {
+        inner: store.clone(),
+        missed: std::sync::atomic::AtomicBool::new(false),
+        renewed: tokio::sync::Notify::new(),
+    });
+    // No periodic adoption within the test: the queued saga can only start when the first
+    // one's runner sees its end and hands over the chain.
+    let config = ExecutorConfig {
+        adopt_interval: Duration::from_secs(24 * 3600),
+        ..config()
+    };
+    let h = harness_on(store, seen, World::default(), config, abc());
+    let first = h.submit_in("test-abc", "first", Some("app-1"));
+    let queued = h.submit_in("test-abc", "queued", Some("app-1"));
+    for id in [first, queued] {
+        let outcome = tokio::time::timeout(Duration::from_secs(600), wait_terminal(&h.store, id))
+            .await
+            .expect("the queued saga starts when the first ends, not at the next adoption");
+        assert!(matches!(outcome, SagaOutcome::Succeeded(_)));
+    }
+    h.stop.cancel();
 }
