@@ -3,9 +3,9 @@
 -- (crates/store/src/postgres/linker.rs, `insert_saga`), and a saga's final transaction is
 -- `BEGIN`, the saga's end (crates/store/src/postgres/saga.rs, `finish`), one
 -- `tether_complete_operation` and `COMMIT`. The statements run in order, each seeing the ones
--- before, exactly as they did from Rust; the decisions (which status, which effect on the
--- linker, which applied record) stay in Rust (crates/store/src/rows.rs, `Completion`), shared
--- with SQLite.
+-- before, as they did from Rust (the linker's applied record now joins its settle: one write
+-- of the row); the decisions (which status, which effect on the linker, which applied record)
+-- stay in Rust (crates/store/src/rows.rs, `Completion`), shared with SQLite.
 
 -- Inserts a saga and its first log entry; returns whether it is queued. A saga with a chain
 -- first takes the chain's lock (held to the end of the transaction), then waits for the
@@ -51,6 +51,13 @@ begin
 end
 $$;
 
+-- Completes a saga's operation and applies its effect on the linker:
+--   effect: 'none' (the linker is not touched), 'settle' (set the provisioning state, clear
+--           the running operation), 'revert' (the same, and put back the spec an update
+--           replaced), 'remove' (a successful delete: hand the linker's created items to
+--           their other holders, then delete the linker);
+--   applied_record (only with 'settle' after a successful create or update, else null): kept
+--           with the linker; the items' keys and created flags then replace its items.
 create function tether_complete_operation(
     op uuid, op_status text, op_error jsonb, op_result jsonb,
     linker_uuid uuid, effect text, settled_state text,
@@ -66,9 +73,26 @@ begin
         end_time = now()
     where id = op;
 
-    if applied_record is not null then
-        update linker set applied = applied_record where id = linker_uuid and operation_id = op;
-        if found then
+    if effect in ('settle', 'revert') then
+        -- One write of the linker: a revert also puts back the spec an update replaced (a
+        -- create replaced none); a successful create or update keeps what it applied.
+        update linker set
+            applied = coalesce(applied_record, applied),
+            properties = case when effect = 'revert'
+                              then coalesce(previous_properties, properties) else properties end,
+            secret = case when effect = 'revert' and previous_properties is not null
+                          then previous_secret else secret end,
+            keys = case when effect = 'revert' then coalesce(previous_keys, keys) else keys end,
+            spec = case when effect = 'revert' and previous_properties is not null
+                        then previous_spec else spec end,
+            operation_id = next_operation_id, next_operation_id = null,
+            provisioning_state = case when next_operation_id is null then settled_state
+                                      else 'Deleting' end,
+            previous_properties = null, previous_secret = null, previous_keys = null,
+            previous_spec = null,
+            generation = generation + 1, updated_at = now()
+        where id = linker_uuid and operation_id = op;
+        if found and applied_record is not null then
             perform tether_release_items(linker_uuid);
             delete from linker_item where linker_id = linker_uuid;
             insert into linker_item (linker_id, item_key, created)
@@ -77,28 +101,6 @@ begin
             from unnest(item_keys, item_created) as x(k, c)
             on conflict do nothing;
         end if;
-    end if;
-
-    if effect = 'settle' then
-        update linker set operation_id = next_operation_id, next_operation_id = null,
-            provisioning_state = case when next_operation_id is null then settled_state
-                                      else 'Deleting' end,
-            previous_properties = null, previous_secret = null, previous_keys = null,
-            previous_spec = null,
-            generation = generation + 1, updated_at = now()
-        where id = linker_uuid and operation_id = op;
-    elsif effect = 'revert' then
-        update linker set properties = coalesce(previous_properties, properties),
-            secret = case when previous_properties is null then secret else previous_secret end,
-            keys = coalesce(previous_keys, keys),
-            spec = case when previous_properties is null then spec else previous_spec end,
-            operation_id = next_operation_id, next_operation_id = null,
-            provisioning_state = case when next_operation_id is null then settled_state
-                                      else 'Deleting' end,
-            previous_properties = null, previous_secret = null, previous_keys = null,
-            previous_spec = null,
-            generation = generation + 1, updated_at = now()
-        where id = linker_uuid and operation_id = op;
     elsif effect = 'remove' then
         perform tether_release_items(linker_uuid);
         delete from linker where id = linker_uuid and operation_id = op;
