@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::pending;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -877,7 +878,7 @@ async fn a_region_that_stops_leading_stops_its_sagas_and_the_new_leader_finishes
 /// renewal, made certain.
 struct RenewalMeetsFinish {
     inner: Arc<MemoryStore>,
-    missed: std::sync::atomic::AtomicBool,
+    missed: AtomicBool,
     renewed: tokio::sync::Notify,
 }
 
@@ -925,12 +926,12 @@ impl SagaStore for RenewalMeetsFinish {
     ) -> Result<Vec<SagaId>, SagaStoreError> {
         // Renewals run one after another: when this one starts, the executor has acted on
         // the one that missed.
-        if self.missed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if self.missed.swap(false, Ordering::SeqCst) {
             self.renewed.notify_one();
         }
         let held = self.inner.saga_renew_leases(owner, ids, ttl).await?;
         if held.len() < ids.len() {
-            self.missed.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.missed.store(true, Ordering::SeqCst);
         }
         Ok(held)
     }
@@ -963,7 +964,7 @@ async fn a_renewal_that_meets_a_saga_ending_does_not_take_its_end_for_a_lost_lea
     let store = Arc::new(MemoryStore::default());
     let seen = Arc::new(RenewalMeetsFinish {
         inner: store.clone(),
-        missed: std::sync::atomic::AtomicBool::new(false),
+        missed: AtomicBool::new(false),
         renewed: tokio::sync::Notify::new(),
     });
     // No periodic adoption within the test: the queued saga can only start when the first

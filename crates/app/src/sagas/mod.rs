@@ -131,6 +131,24 @@ impl LinkerCtx {
         })
     }
 
+    /// Which of `keys` another linker than `linker` holds. No keys (a new linker's): no
+    /// round trip.
+    async fn held_elsewhere(
+        &self,
+        linker: LinkerId,
+        keys: &[String],
+    ) -> Result<Vec<String>, StepError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .items_held_elsewhere(linker, keys)
+            .await
+            .map_err(|e| {
+                StepError::transient("StoreUnavailable", format!("reading shared items: {e}"))
+            })
+    }
+
     /// The capabilities of a target kind.
     fn target(&self, kind: &str) -> Result<&TargetAdapters, StepError> {
         self.adapters.target(kind).ok_or_else(|| {

@@ -450,17 +450,7 @@ impl Step<LinkerCtx> for Resolve {
             }
         }
         let keys: Vec<String> = before.items.iter().map(|i| i.key.clone()).collect();
-        // A new linker holds nothing yet: no round trip to learn that nobody else holds it.
-        let shared = if keys.is_empty() {
-            Vec::new()
-        } else {
-            ctx.store
-                .items_held_elsewhere(p.linker_id, &keys)
-                .await
-                .map_err(|e| {
-                    StepError::transient("StoreUnavailable", format!("reading shared items: {e}"))
-                })?
-        };
+        let shared = ctx.held_elsewhere(p.linker_id, &keys).await?;
         RESOLVE.output(&Resolved {
             source: source_facts,
             identity,
@@ -782,14 +772,7 @@ impl Step<LinkerCtx> for Auth {
         let wanted = wanted_grants(&p, &r, identity.as_ref())?;
         // A grant another linker holds stays (it may have made it since `resolve` looked).
         let keys: Vec<String> = wanted.iter().map(|(g, who, _)| g.key(who)).collect();
-        let held = cx
-            .ctx()
-            .store
-            .items_held_elsewhere(p.linker_id, &keys)
-            .await
-            .map_err(|e| {
-                StepError::transient("StoreUnavailable", format!("reading shared items: {e}"))
-            })?;
+        let held = cx.ctx().held_elsewhere(p.linker_id, &keys).await?;
         for ((grant, grantee, name), key) in wanted.iter().zip(&keys) {
             let ours = match grant {
                 Grant::DatabaseUser { .. } => !r.existing_users.contains(key),

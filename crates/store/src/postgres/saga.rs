@@ -167,9 +167,9 @@ pub(super) async fn finish(
     .await
     .map_err(fenced)?;
     let ended = ended.ok_or(SagaStoreError::Fenced)?;
-    let chain_waits = ended.chain_waits;
-    let op = (ended.operation_id.zip(ended.kind).zip(ended.linker_id)).map(|((o, k), l)| (o, k, l));
-    if let Some((op_id, kind, linker_id)) = op {
+    if let (Some(op_id), Some(kind), Some(linker_id)) =
+        (ended.operation_id, ended.kind, ended.linker_id)
+    {
         let kind =
             OperationKind::parse(&kind).ok_or_else(|| backend(corrupt("operation.kind", &kind)))?;
         let done = Completion::of(kind, outcome).map_err(backend)?;
@@ -180,8 +180,8 @@ pub(super) async fn finish(
             LinkerEffect::Remove => ("remove", None),
         };
         let applied = done.applied.as_ref();
-        // The operation, the applied record and items, and the linker: one call
-        // (`tether_complete_operation`, migration 20261203000000), statements in order.
+        // The operation, then the linker (with its applied record), then its items: one call
+        // (`tether_complete_operation`, migration 20261203000000).
         sqlx::query("select tether_complete_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(op_id)
             .bind(done.status.as_str())
@@ -198,7 +198,9 @@ pub(super) async fn finish(
             .map_err(backend)?;
     }
     tx.commit().await.map_err(backend)?;
-    Ok(Ended { chain_waits })
+    Ok(Ended {
+        chain_waits: ended.chain_waits,
+    })
 }
 
 pub(super) async fn renew(
