@@ -23,6 +23,9 @@ pub enum OperationKind {
 }
 
 impl OperationKind {
+    /// Every kind.
+    pub const ALL: [OperationKind; 4] = [Self::Create, Self::Update, Self::Delete, Self::Validate];
+
     /// The persisted name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,9 +38,7 @@ impl OperationKind {
 
     /// Parses a persisted name.
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Create, Self::Update, Self::Delete, Self::Validate]
-            .into_iter()
-            .find(|k| k.as_str() == value)
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
     }
 }
 

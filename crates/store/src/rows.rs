@@ -356,6 +356,7 @@ impl AppliedRows {
 }
 
 /// The linker side of a completion.
+#[derive(Clone, Copy)]
 pub(crate) enum LinkerEffect {
     /// Validation: the linker is not touched.
     None,
@@ -367,7 +368,53 @@ pub(crate) enum LinkerEffect {
     Remove,
 }
 
+impl LinkerEffect {
+    /// Its name and the provisioning state it sets, as `tether_complete_operation` takes them.
+    pub fn parts(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            LinkerEffect::None => ("none", None),
+            LinkerEffect::Settle(state) => ("settle", Some(state.as_str())),
+            LinkerEffect::Revert(state) => ("revert", Some(state.as_str())),
+            LinkerEffect::Remove => ("remove", None),
+        }
+    }
+}
+
 impl Completion {
+    /// The completion of `outcome` for every operation kind, by the kind's persisted name, for
+    /// a store that learns the kind only inside its final statement (Postgres's
+    /// `tether_end_saga`): `{kind: {status, error?, result?, effect, state?, applied?, keys?,
+    /// created?}}`. A kind whose completion cannot be built (the output is corrupt for it) is
+    /// left out, so ending an operation of that kind fails as [`Completion::of`] would.
+    pub fn by_kind(outcome: &SagaOutcome) -> Value {
+        let mut all = serde_json::Map::new();
+        for kind in OperationKind::ALL {
+            let Ok(done) = Completion::of(kind, outcome) else {
+                continue;
+            };
+            let (effect, state) = done.linker.parts();
+            let mut one = serde_json::json!({"status": done.status.as_str(), "effect": effect});
+            let fields = [
+                ("error", done.error.map(|e| e.0)),
+                ("result", done.result.map(|r| r.0)),
+                ("state", state.map(Value::from)),
+                ("applied", done.applied.as_ref().map(|a| a.record.0.clone())),
+                (
+                    "keys",
+                    done.applied.as_ref().map(|a| Value::from(a.keys.clone())),
+                ),
+                ("created", done.applied.map(|a| Value::from(a.created))),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    one[name] = value;
+                }
+            }
+            all.insert(kind.as_str().to_string(), one);
+        }
+        Value::Object(all)
+    }
+
     pub fn of(kind: OperationKind, outcome: &SagaOutcome) -> Result<Self, StoreError> {
         let (status, error, result) = match outcome {
             SagaOutcome::Succeeded(output) => {

@@ -1183,6 +1183,102 @@ async fn a_connection_terminated_mid_statement_is_unavailable() {
     db.drop_database().await.unwrap();
 }
 
+/// A pool of one connection, for the tests of how the store reuses connections.
+async fn one_connection(db: &TestDb) -> Arc<dyn Store> {
+    let options = tether_store::StoreOptions {
+        max_connections: 1,
+        ..tether_store::StoreOptions::default()
+    };
+    tether_store::connect(&db.url, &options).await.unwrap()
+}
+
+/// Polls (with a deadline) until `query` (a boolean) is true.
+async fn until(admin: &mut sqlx::PgConnection, what: &str, query: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (done,): (bool,) = sqlx::query_as(query).fetch_one(&mut *admin).await.unwrap();
+        if done {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The store's pool takes a connection back without a round trip (no ping), so a connection
+/// the database ends while it sits idle must still fail only the statement that finds it
+/// broken: the pool closes it, and the next statement gets a fresh one.
+#[tokio::test]
+async fn a_connection_ended_while_idle_fails_one_statement_only() {
+    use sqlx::Connection;
+    let db = TestDb::postgres().await.unwrap();
+    let store = one_connection(&db).await;
+    assert!(!store.in_recovery().await.unwrap());
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let tethers =
+        "from pg_stat_activity where datname = current_database() and application_name = 'tether'";
+    let (ended,): (i64,) = sqlx::query_as(&format!(
+        "select count(pg_terminate_backend(pid)) {tethers}"
+    ))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(ended, 1, "the pool holds one connection");
+    until(
+        &mut admin,
+        "the connection never ended",
+        &format!("select not exists (select 1 {tethers})"),
+    )
+    .await;
+
+    let first = store.in_recovery().await;
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "{first:?}"
+    );
+    assert!(
+        !store.in_recovery().await.unwrap(),
+        "the next statement gets a fresh connection"
+    );
+    admin.close().await.unwrap();
+    db.drop_database().await.unwrap();
+}
+
+/// A caller that gives up on a statement (a timeout, a dropped request) leaves it running on
+/// its connection. The next statement on that connection must get its own answer, not the
+/// abandoned one's.
+#[tokio::test]
+async fn a_statement_given_up_on_does_not_answer_the_next_one() {
+    use sqlx::Connection;
+    let db = TestDb::postgres().await.unwrap();
+    let store = one_connection(&db).await;
+    let (a, b) = (linker(SCOPE, "a"), linker(SCOPE, "b"));
+    let (at_a, at_b) = (a.at.clone(), b.at.clone());
+    begin_create(store.as_ref(), a, &me()).await;
+    begin_create(store.as_ref(), b, &me()).await;
+
+    // Hold the linker table so that reading `a` waits, and give up on that read.
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("lock table linker in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let given_up = tokio::time::timeout(Duration::from_millis(300), store.linker_get(&at_a)).await;
+    assert!(
+        given_up.is_err(),
+        "the read waited for the lock: {given_up:?}"
+    );
+    lock.commit().await.unwrap();
+
+    let read = store.linker_get(&at_b).await.unwrap().expect("b exists");
+    assert_eq!(read.at, at_b);
+    let read = store.linker_get(&at_a).await.unwrap().expect("a exists");
+    assert_eq!(read.at, at_a);
+    admin.close().await.unwrap();
+    db.drop_database().await.unwrap();
+}
+
 /// A saga's final output carrying an applied record of `(key, created)` items.
 fn applied(items: &[(&str, bool)]) -> serde_json::Value {
     let items: Vec<_> = items

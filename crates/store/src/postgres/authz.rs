@@ -1,10 +1,11 @@
 //! Role assignment and audit SQL for Postgres.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::Connection as _;
 use tether_model::authz::{AuditRecord, PrincipalId, RoleAssignment, RoleAssignmentId, Scope};
 use uuid::Uuid;
 
+use super::pool::Pool;
 use crate::StoreError;
 use crate::authz::{
     AssignmentParts, AssignmentWrite, AuditParts, AuditQuery, Placement, RoleAssignmentQuery,
@@ -43,10 +44,11 @@ impl TryFrom<AssignmentRow> for RoleAssignment {
 }
 
 pub(super) async fn assignment_create(
-    pool: &PgPool,
+    pool: &Pool,
     a: &RoleAssignment,
 ) -> Result<AssignmentWrite, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.for_transaction().await?;
+    let mut tx = conn.raw.begin().await?;
     let inserted = sqlx::query(
         "insert into role_assignment (id, scope, scope_key, role_definition_id, principal_id,
             principal_type, description, created_by, created_at)
@@ -104,7 +106,7 @@ pub(super) async fn assignment_create(
 }
 
 pub(super) async fn assignment_get(
-    pool: &PgPool,
+    pool: &Pool,
     id: RoleAssignmentId,
 ) -> Result<Option<RoleAssignment>, StoreError> {
     let row: Option<AssignmentRow> = sqlx::query_as(&format!(
@@ -117,7 +119,7 @@ pub(super) async fn assignment_get(
 }
 
 pub(super) async fn assignment_delete(
-    pool: &PgPool,
+    pool: &Pool,
     scope: &Scope,
     id: RoleAssignmentId,
 ) -> Result<Option<RoleAssignment>, StoreError> {
@@ -133,7 +135,7 @@ pub(super) async fn assignment_delete(
 }
 
 pub(super) async fn assignments_list(
-    pool: &PgPool,
+    pool: &Pool,
     query: &RoleAssignmentQuery,
 ) -> Result<Vec<RoleAssignment>, StoreError> {
     let (around, below) = match &query.scope {
@@ -187,7 +189,7 @@ struct AuditRow {
     error_code: Option<String>,
 }
 
-pub(super) async fn audit_append(pool: &PgPool, r: &AuditRecord) -> Result<(), StoreError> {
+pub(super) async fn audit_append(pool: &Pool, r: &AuditRecord) -> Result<(), StoreError> {
     sqlx::query(
         "insert into audit (id, time, principal_id, tenant_id, app_id, action, scope, scope_key,
             target, operation_id, correlation_id, request_id, outcome, status, error_code)
@@ -215,7 +217,7 @@ pub(super) async fn audit_append(pool: &PgPool, r: &AuditRecord) -> Result<(), S
 }
 
 pub(super) async fn audit_page(
-    pool: &PgPool,
+    pool: &Pool,
     q: &AuditQuery,
 ) -> Result<Vec<AuditRecord>, StoreError> {
     let (scope_key, below) = match &q.scope {
@@ -268,7 +270,7 @@ pub(super) async fn audit_page(
 }
 
 pub(super) async fn audit_purge(
-    pool: &PgPool,
+    pool: &Pool,
     before: DateTime<Utc>,
     max_rows: u32,
 ) -> Result<u64, StoreError> {

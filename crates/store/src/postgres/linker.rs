@@ -2,20 +2,21 @@
 
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection as _, Postgres, Transaction};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
 use tether_model::linker::{Linker, TargetService};
 use tether_model::operation::Operation;
 use tether_saga::NewSaga;
 use uuid::Uuid;
 
+use super::pool::Pool;
 use crate::rows::{
     LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow, OtherKeys, check_keys,
     to_json,
 };
 use crate::{AppliedRecord, Begun, LinkerChange, OperationBegin, StoreError};
 
-pub(super) async fn get(pool: &PgPool, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
+pub(super) async fn get(pool: &Pool, at: &LinkerRef) -> Result<Option<Linker>, StoreError> {
     let row: Option<LinkerRow> = sqlx::query_as(&format!(
         "select {LINKER_COLUMNS} from linker where scope_key = $1 and name_key = $2"
     ))
@@ -27,7 +28,7 @@ pub(super) async fn get(pool: &PgPool, at: &LinkerRef) -> Result<Option<Linker>,
 }
 
 pub(super) async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     scope: &ResourceId,
     after: Option<&str>,
     limit: u32,
@@ -46,7 +47,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn targets(
-    pool: &PgPool,
+    pool: &Pool,
     scope: &ResourceId,
     kinds: &[String],
 ) -> Result<Vec<TargetService>, StoreError> {
@@ -64,7 +65,7 @@ pub(super) async fn targets(
 }
 
 pub(super) async fn operation_get(
-    pool: &PgPool,
+    pool: &Pool,
     id: OperationId,
 ) -> Result<Option<Operation>, StoreError> {
     let row: Option<OperationRow> = sqlx::query_as(&format!("{OPERATION_SELECT} where o.id = $1"))
@@ -75,20 +76,20 @@ pub(super) async fn operation_get(
 }
 
 pub(super) async fn operation_begin(
-    pool: &PgPool,
+    pool: &Pool,
     begin: &OperationBegin,
 ) -> Result<Begun, StoreError> {
-    let mut tx = pool.begin().await?;
+    // A create, the hot path, is one call; the other changes are a transaction of a few
+    // statements.
+    if let LinkerChange::Create { linker, keys } = &begin.change {
+        return begin_create(pool, begin, linker, keys).await;
+    }
+    let mut conn = pool.for_transaction().await?;
+    let mut tx = conn.raw.begin().await?;
     let queued = insert_saga(&mut tx, &begin.saga).await?;
     let op = &begin.operation;
     let conflict = || StoreError::Conflict("the linker was modified or is busy");
     match &begin.change {
-        LinkerChange::Create { linker, keys } => {
-            // The name first: a retried create must learn that its linker exists (and
-            // find its operation), not that "another" linker holds its keys.
-            insert_linker(&mut tx, linker, keys).await?;
-            check_keys(keys, other_keys(&mut tx, linker, keys).await?)?;
-        }
         LinkerChange::Update {
             linker,
             expected_generation,
@@ -163,7 +164,8 @@ pub(super) async fn operation_begin(
             .execute(&mut *tx)
             .await?;
         }
-        LinkerChange::Nothing => {}
+        // (A create was begun above.)
+        LinkerChange::Create { .. } | LinkerChange::Nothing => {}
     }
     sqlx::query(
         "insert into operation (id, kind, linker_id, subscription, resource_id, saga_id, status, start_time)
@@ -195,7 +197,6 @@ async fn other_keys(
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    let wanted: Vec<String> = mine.iter().map(|k| k.to_ascii_lowercase()).collect();
     Ok(sqlx::query_as(
         // `= any(array(…))`, not `in (…)`: an index lookup by id, without the join search
         // that made planning cost five times the execution.
@@ -206,43 +207,78 @@ async fn other_keys(
     )
     .bind(linker.at.scope.key())
     .bind(linker.id.as_uuid())
-    .bind(&wanted)
+    .bind(lowercase(mine))
     .fetch_all(&mut **tx)
     .await?)
 }
 
-async fn insert_linker(
-    tx: &mut Transaction<'_, Postgres>,
+/// A create in one call (`tether_begin_create`, migration 20261204000000): under the source's
+/// lock, the name and key checks, then the linker, its saga and its operation, or nothing.
+async fn begin_create(
+    pool: &Pool,
+    begin: &OperationBegin,
     linker: &Linker,
     keys: &[String],
-) -> Result<(), StoreError> {
+) -> Result<Begun, StoreError> {
+    let (saga, op) = (&begin.saga, &begin.operation);
     let v = LinkerValues::of(linker);
-    let inserted = sqlx::query(
-        "insert into linker (id, scope_key, name_key, scope, name, properties, secret, key_naming,
-            provisioning_state, system_data, generation, operation_id, keys, spec)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         on conflict (scope_key, name_key) do nothing",
-    )
-    .bind(v.id)
-    .bind(&v.scope_key)
-    .bind(&v.name_key)
-    .bind(&v.scope)
-    .bind(&v.name)
-    .bind(&v.properties)
-    .bind(&v.secret)
-    .bind(&v.key_naming)
-    .bind(v.provisioning_state)
-    .bind(&v.system_data)
-    .bind(v.generation)
-    .bind(v.operation_id)
-    .bind(Json(keys))
-    .bind(&v.spec)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::LinkerExists);
+    let (outcome, queued, holders): (String, Option<bool>, Option<Json<Vec<OtherKeys>>>) =
+        sqlx::query_as(
+            "select outcome, queued, holders from tether_begin_create($1, $2, $3, $4, $5, $6,
+                $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+                $23, $24, $25, $26, $27, $28, $29)",
+        )
+        .bind(saga.id.as_uuid())
+        .bind(&saga.name)
+        .bind(Json(&saga.params))
+        .bind(saga.owner.as_str())
+        .bind(saga.lease_ttl.as_secs_f64())
+        .bind(&saga.chain)
+        .bind(&saga.first_event.step)
+        .bind(saga.first_event.kind.as_str())
+        .bind(saga.first_event.data.as_ref().map(|d| Json(to_json(d))))
+        .bind(v.id)
+        .bind(&v.scope_key)
+        .bind(&v.name_key)
+        .bind(&v.scope)
+        .bind(&v.name)
+        .bind(&v.properties)
+        .bind(&v.secret)
+        .bind(&v.key_naming)
+        .bind(v.provisioning_state)
+        .bind(&v.system_data)
+        .bind(v.generation)
+        .bind(Json(keys))
+        .bind(&v.spec)
+        .bind(lowercase(keys))
+        .bind(op.id.as_uuid())
+        .bind(op.kind.as_str())
+        .bind(&op.subscription)
+        .bind(&op.resource_id)
+        .bind(op.status.as_str())
+        .bind(op.start_time)
+        .fetch_one(pool)
+        .await?;
+    match outcome.as_str() {
+        "created" => Ok(Begun {
+            queued: queued.unwrap_or(false),
+        }),
+        "exists" => Err(StoreError::LinkerExists),
+        "conflict" => {
+            check_keys(keys, holders.map(|h| h.0).unwrap_or_default())?;
+            Err(StoreError::Corrupt(
+                "tether_begin_create: key holders that hold none of the keys".into(),
+            ))
+        }
+        other => Err(StoreError::Corrupt(format!(
+            "tether_begin_create: outcome {other}"
+        ))),
     }
-    Ok(())
+}
+
+/// Keys as `linker_key` holds them (ASCII-lower-cased, as [`check_keys`] compares).
+fn lowercase(keys: &[String]) -> Vec<String> {
+    keys.iter().map(|k| k.to_ascii_lowercase()).collect()
 }
 
 /// Inserts the saga and its first log entry, queued behind its chain's tail if the chain has
@@ -270,7 +306,7 @@ async fn insert_saga(
 
 /// What a linker's last successful create or update applied, with the keys it may remove.
 pub(super) async fn applied(
-    pool: &PgPool,
+    pool: &Pool,
     id: LinkerId,
 ) -> Result<Option<AppliedRecord>, StoreError> {
     let row: Option<(Option<Json<Value>>, Vec<String>)> = sqlx::query_as(
@@ -289,7 +325,7 @@ pub(super) async fn applied(
 
 /// Which of `keys` another linker holds.
 pub(super) async fn held_elsewhere(
-    pool: &PgPool,
+    pool: &Pool,
     id: LinkerId,
     keys: &[String],
 ) -> Result<Vec<String>, StoreError> {

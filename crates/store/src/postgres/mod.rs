@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use std::str::FromStr;
 
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::{Linker, TargetService};
@@ -26,7 +26,10 @@ use crate::{
 
 mod authz;
 mod linker;
+mod pool;
 mod saga;
+
+use pool::Pool;
 
 /// How much longer than the application's own bound the server's `statement_timeout` is:
 /// enough that the application always gives up first (see [`PgStore::connect`]).
@@ -35,7 +38,7 @@ pub const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 /// A Postgres-backed [`Store`].
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pool: Pool,
     timeout: Duration,
 }
 
@@ -69,17 +72,14 @@ impl PgStore {
                 ("tcp_keepalives_interval", "5"),
                 ("tcp_keepalives_count", "3"),
             ]);
-        // No ping before each acquisition: it is a round trip per query (a seventh of a GET's
-        // CPU). sqlx still pings a connection when it returns to the pool (off the request's
-        // path) and closes it if broken, so a connection the database dropped fails at most
-        // the one statement that finds it broken, which the caller sees as a transient error
-        // (503 with Retry-After) and may retry.
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .test_before_acquire(false)
-            .connect_with(connect)
-            .await?;
+        // No ping around each use (see pool.rs): a connection the database dropped fails at
+        // most the one statement that finds it broken, which the caller sees as a transient
+        // error (503 with Retry-After) and may retry.
+        let pool = Pool::new(
+            connect.clone(),
+            options.max_connections as usize,
+            options.acquire_timeout,
+        )?;
         // A standby is read-only: its schema is the primary's, replicated (the primary's
         // replicas migrate it).
         let (recovering,): (bool,) = sqlx::query_as("select pg_is_in_recovery()")
@@ -88,10 +88,12 @@ impl PgStore {
         if recovering {
             tracing::info!("the database is a standby: migrations are left to the primary");
         } else {
+            let mut conn = PgConnection::connect_with(&connect).await?;
             sqlx::migrate!("../../migrations/postgres")
-                .run(&pool)
+                .run(&mut conn)
                 .await
                 .map_err(|e| StoreError::Database(e.into()))?;
+            conn.close().await?;
         }
         Ok(Self {
             pool,
@@ -104,7 +106,8 @@ impl PgStore {
 impl Store for PgStore {
     async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
         let beat = async {
-            let mut tx = self.pool.begin().await?;
+            let mut conn = self.pool.for_transaction().await?;
+            let mut tx = conn.raw.begin().await?;
             sqlx::query(
                 "insert into replica_heartbeat (instance, beat_at) values ($1, now())
                  on conflict (instance) do update set beat_at = excluded.beat_at",

@@ -4,20 +4,20 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::Connection as _;
 use sqlx::types::Json;
 use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, SagaId};
-use tether_model::operation::OperationKind;
 use tether_saga::{
     Ack, Ended, Lease, SagaEvent, SagaOutcome, SagaRecord, SagaState, SagaStoreError, StepError,
 };
 use uuid::Uuid;
 
+use super::pool::Pool;
 use crate::StoreError;
 use crate::rows::{
-    Completion, EventRow, LinkerEffect, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow,
-    backend, corrupt, step_error_json, to_json,
+    Completion, EventRow, SAGA_COLUMNS, SAGA_SUMMARY_SELECT, SagaRow, SagaSummaryRow, backend,
+    corrupt, step_error_json, to_json,
 };
 
 fn events_json(events: &[SagaEvent]) -> Json<Value> {
@@ -25,7 +25,7 @@ fn events_json(events: &[SagaEvent]) -> Json<Value> {
 }
 
 pub(super) async fn load(
-    pool: &PgPool,
+    pool: &Pool,
     id: SagaId,
 ) -> Result<(SagaRecord, Vec<SagaEvent>), SagaStoreError> {
     let row: Option<SagaRow> =
@@ -49,30 +49,6 @@ pub(super) async fn load(
     Ok((record, events))
 }
 
-/// The log insert of a saga commit, a CTE after `s` (the commit's conditional saga update):
-/// the events (`$7`, a JSON array) go in only if that update matched, once each.
-macro_rules! append_events {
-    () => {
-        "e as (
-            insert into saga_event (saga_id, step, kind, data)
-            select $1, x.step, x.kind, x.data
-            from jsonb_to_recordset($7) as x(step text, kind text, data jsonb)
-            where exists (select 1 from s)
-            on conflict do nothing
-         )"
-    };
-}
-
-/// What ending a saga returns: whether its chain has another unfinished saga, and the
-/// operation to complete (none for a saga without one).
-#[derive(sqlx::FromRow)]
-struct EndedRow {
-    chain_waits: bool,
-    operation_id: Option<Uuid>,
-    kind: Option<String>,
-    linker_id: Option<Uuid>,
-}
-
 /// The SQLSTATE `tether_fence` fails with when a newer epoch has committed.
 const STALE_EPOCH: &str = "TF001";
 
@@ -90,7 +66,7 @@ fn fenced(e: sqlx::Error) -> SagaStoreError {
 /// whose lock lasts until that commit), the conditional saga update, then the log insert
 /// only if that update matched.
 pub(super) async fn record(
-    pool: &PgPool,
+    pool: &Pool,
     id: SagaId,
     lease: &Lease,
     ttl: Duration,
@@ -98,7 +74,7 @@ pub(super) async fn record(
     state: Option<(SagaState, Option<&StepError>)>,
     epoch: Epoch,
 ) -> Result<Ack, SagaStoreError> {
-    let row: Option<(bool,)> = sqlx::query_as(concat!(
+    let row: Option<(bool,)> = sqlx::query_as(
         "with f as materialized (select tether_fence($8) as ok), s as (
             update saga set lease_expires_at = now() + make_interval(secs => $4),
                 state = coalesce($5, state), error = coalesce($6, error), updated_at = now(),
@@ -106,10 +82,15 @@ pub(super) async fn record(
             where id = $1 and owner = $2 and generation = $3
               and state in ('running', 'unwinding', 'stuck') and (select ok from f)
             returning cancel_requested
-         ), ",
-        append_events!(),
-        " select cancel_requested from s",
-    ))
+         ), e as (
+            insert into saga_event (saga_id, step, kind, data)
+            select $1, x.step, x.kind, x.data
+            from jsonb_to_recordset($7) as x(step text, kind text, data jsonb)
+            where exists (select 1 from s)
+            on conflict do nothing
+         )
+         select cancel_requested from s",
+    )
     .bind(id.as_uuid())
     .bind(lease.owner.as_str())
     .bind(lease.generation)
@@ -125,86 +106,39 @@ pub(super) async fn record(
     Ok(Ack { cancel_requested })
 }
 
-/// Ends the saga, its operation and the linker's state in one transaction.
+/// Ends the saga, its operation and the linker's state in one call (`tether_end_saga`,
+/// migration 20261204000000), so in one commit.
 pub(super) async fn finish(
-    pool: &PgPool,
+    pool: &Pool,
     id: SagaId,
     lease: &Lease,
     events: &[SagaEvent],
     outcome: &SagaOutcome,
     epoch: Epoch,
 ) -> Result<Ended, SagaStoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
     let error = match outcome {
         SagaOutcome::Succeeded(_) => None,
         SagaOutcome::Failed(e) | SagaOutcome::Canceled(e) => Some(step_error_json(e)),
     };
-    // The fence, the saga's end, the last log entries and the operation to complete, in one
-    // round trip (no row when the lease or the epoch no longer holds).
-    let ended: Option<EndedRow> = sqlx::query_as(concat!(
-        "with f as materialized (select tether_fence($6) as ok), s as (
-                update saga set state = $4, error = coalesce($5, error), updated_at = now(),
-                    epoch = $6
-                where id = $1 and owner = $2 and generation = $3
-                  and state in ('running', 'unwinding', 'stuck') and (select ok from f)
-                returning id, exists (select 1 from saga b where b.chain = saga.chain
-                                      and b.id <> saga.id
-                                      and b.state in ('running', 'unwinding', 'stuck'))
-                          as chain_waits
-             ), ",
-        append_events!(),
-        " select s.chain_waits, o.id as operation_id, o.kind, o.linker_id
-              from s left join operation o on o.saga_id = s.id",
-    ))
-    .bind(id.as_uuid())
-    .bind(lease.owner.as_str())
-    .bind(lease.generation)
-    .bind(outcome.state().as_str())
-    .bind(error)
-    .bind(epoch.as_i64())
-    .bind(events_json(events))
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(fenced)?;
-    let ended = ended.ok_or(SagaStoreError::Fenced)?;
-    if let (Some(op_id), Some(kind), Some(linker_id)) =
-        (ended.operation_id, ended.kind, ended.linker_id)
-    {
-        let kind =
-            OperationKind::parse(&kind).ok_or_else(|| backend(corrupt("operation.kind", &kind)))?;
-        let done = Completion::of(kind, outcome).map_err(backend)?;
-        let (effect, settled) = match done.linker {
-            LinkerEffect::None => ("none", None),
-            LinkerEffect::Settle(state) => ("settle", Some(state.as_str())),
-            LinkerEffect::Revert(state) => ("revert", Some(state.as_str())),
-            LinkerEffect::Remove => ("remove", None),
-        };
-        let applied = done.applied.as_ref();
-        // The operation, then the linker (with its applied record), then its items: one call
-        // (`tether_complete_operation`, migration 20261203000000).
-        sqlx::query("select tether_complete_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-            .bind(op_id)
-            .bind(done.status.as_str())
-            .bind(done.error)
-            .bind(done.result)
-            .bind(linker_id)
-            .bind(effect)
-            .bind(settled)
-            .bind(applied.map(|a| &a.record))
-            .bind(applied.map(|a| &a.keys))
-            .bind(applied.map(|a| &a.created))
-            .execute(&mut *tx)
+    let (chain_waits,): (Option<bool>,) =
+        sqlx::query_as("select tether_end_saga($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(id.as_uuid())
+            .bind(lease.owner.as_str())
+            .bind(lease.generation)
+            .bind(outcome.state().as_str())
+            .bind(error)
+            .bind(epoch.as_i64())
+            .bind(events_json(events))
+            .bind(Json(Completion::by_kind(outcome)))
+            .fetch_one(pool)
             .await
-            .map_err(backend)?;
-    }
-    tx.commit().await.map_err(backend)?;
-    Ok(Ended {
-        chain_waits: ended.chain_waits,
-    })
+            .map_err(fenced)?;
+    let chain_waits = chain_waits.ok_or(SagaStoreError::Fenced)?;
+    Ok(Ended { chain_waits })
 }
 
 pub(super) async fn renew(
-    pool: &PgPool,
+    pool: &Pool,
     owner: &InstanceId,
     ids: &[SagaId],
     ttl: Duration,
@@ -228,7 +162,7 @@ pub(super) async fn renew(
 }
 
 pub(super) async fn adopt_expired(
-    pool: &PgPool,
+    pool: &Pool,
     owner: &InstanceId,
     ttl: Duration,
     limit: u32,
@@ -269,7 +203,7 @@ pub(super) async fn adopt_expired(
 }
 
 pub(super) async fn release(
-    pool: &PgPool,
+    pool: &Pool,
     id: SagaId,
     lease: &Lease,
     after: Duration,
@@ -288,7 +222,7 @@ pub(super) async fn release(
     Ok(())
 }
 
-pub(super) async fn release_all(pool: &PgPool, owner: &InstanceId) -> Result<(), SagaStoreError> {
+pub(super) async fn release_all(pool: &Pool, owner: &InstanceId) -> Result<(), SagaStoreError> {
     sqlx::query(
         "update saga set lease_expires_at = now() where owner = $1 and state in ('running', 'unwinding')",
     )
@@ -300,7 +234,7 @@ pub(super) async fn release_all(pool: &PgPool, owner: &InstanceId) -> Result<(),
 }
 
 pub(super) async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     state: Option<SagaState>,
     limit: u32,
 ) -> Result<Vec<crate::SagaSummary>, StoreError> {
@@ -318,7 +252,7 @@ pub(super) async fn list(
     Ok(rows.into_iter().map(SagaSummaryRow::into_summary).collect())
 }
 
-pub(super) async fn retry_now(pool: &PgPool, id: SagaId) -> Result<bool, StoreError> {
+pub(super) async fn retry_now(pool: &Pool, id: SagaId) -> Result<bool, StoreError> {
     let done =
         sqlx::query("update saga set lease_expires_at = now() where id = $1 and state = 'stuck'")
             .bind(id.as_uuid())
@@ -327,7 +261,7 @@ pub(super) async fn retry_now(pool: &PgPool, id: SagaId) -> Result<bool, StoreEr
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn counts(pool: &PgPool) -> Result<Vec<(SagaState, u64)>, StoreError> {
+pub(super) async fn counts(pool: &Pool) -> Result<Vec<(SagaState, u64)>, StoreError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "select state, count(*) from saga where state in ('running', 'unwinding', 'stuck') group by state",
     )
@@ -341,11 +275,9 @@ pub(super) async fn counts(pool: &PgPool) -> Result<Vec<(SagaState, u64)>, Store
         .collect()
 }
 
-pub(super) async fn purge(
-    pool: &PgPool,
-    older_than: Duration,
-) -> Result<crate::Purged, StoreError> {
-    let mut tx = pool.begin().await?;
+pub(super) async fn purge(pool: &Pool, older_than: Duration) -> Result<crate::Purged, StoreError> {
+    let mut conn = pool.for_transaction().await?;
+    let mut tx = conn.raw.begin().await?;
     let old = "select id from saga where state in ('succeeded', 'failed', 'canceled')
                and updated_at < now() - make_interval(secs => $1)";
     let operations = sqlx::query(&format!("delete from operation where saga_id in ({old})"))
