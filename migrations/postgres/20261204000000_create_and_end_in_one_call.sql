@@ -11,7 +11,8 @@
 --   'conflict': other linkers of the source hold (or may write again) one of `wanted_keys`
 --               (the new linker's keys, ASCII-lower-cased); `holders` lists them as
 --               [name, keys, previous_keys] for the caller's message.
--- Otherwise 'created', and `queued` says whether the saga waits behind its chain's tail.
+-- Otherwise 'created', and `queued` says whether the saga waits behind its chain's tail; the
+-- request's audit record (`audit_row`, when given) is stored with them.
 create function tether_begin_create(
     new_saga uuid, saga_name text, saga_params jsonb, saga_owner text, lease_secs float8,
     saga_chain text, first_step text, first_kind text, first_data jsonb,
@@ -20,7 +21,7 @@ create function tether_begin_create(
     linker_state text, linker_system_data jsonb, linker_generation bigint, linker_keys jsonb,
     linker_spec jsonb, wanted_keys text[],
     op uuid, op_kind text, op_subscription text, op_resource_id text, op_status text,
-    op_start timestamptz,
+    op_start timestamptz, audit_row audit,
     out outcome text, out queued boolean, out holders jsonb
 )
 language plpgsql volatile as $$
@@ -51,6 +52,9 @@ begin
         start_time)
     values (op, op_kind, linker_uuid, op_subscription, op_resource_id, new_saga, op_status,
         op_start);
+    if audit_row.id is not null then
+        insert into audit select (audit_row).* on conflict (id) do nothing;
+    end if;
     outcome := 'created';
 end
 $$;

@@ -4,6 +4,7 @@
 //! turn into a flood of database writes (the excess is counted in
 //! `tether_audit_refusals_dropped_total`).
 
+use axum::http::StatusCode;
 use axum::response::Response;
 use tether_app::auth::{AuditEntry, Principal};
 use tether_model::authz::AuditOutcome;
@@ -127,7 +128,32 @@ pub(crate) async fn outcome(
     subject: Subject<'_>,
     ended: Ended,
 ) {
-    let security = &state.config.security;
+    let entry = entry(request, who, subject, ended);
+    state.config.security.audit.record(entry).await;
+}
+
+/// The record of a write about to be accepted with `status`, exactly as [`outcome`] would
+/// write it after the response; the store keeps it with the operation instead.
+pub(crate) fn accepted(
+    request: Option<&RequestIds>,
+    who: &Principal,
+    subject: Subject<'_>,
+    status: StatusCode,
+) -> AuditEntry {
+    let ended = Ended {
+        outcome: AuditOutcome::Accepted,
+        status: status.as_u16(),
+        code: None,
+    };
+    entry(request, who, subject, ended)
+}
+
+fn entry(
+    request: Option<&RequestIds>,
+    who: &Principal,
+    subject: Subject<'_>,
+    ended: Ended,
+) -> AuditEntry {
     let (correlation, request) = ids(request);
     let mut entry = AuditEntry::new(Some(who), subject.action, ended.outcome, ended.status)
         .scope(subject.scope)
@@ -141,5 +167,5 @@ pub(crate) async fn outcome(
     if let Some(code) = ended.code {
         entry = entry.error_code(code);
     }
-    security.audit.record(entry).await;
+    entry
 }

@@ -8,8 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use tether_app::auth::AuditEntry;
 use tether_app::auth::roles::actions;
-use tether_app::{Caller, NamedResources};
+use tether_app::{Accepted, Caller, NamedResources};
 use tether_model::authz::Scope;
 use tether_model::ids::{LinkerRef, OperationId, PROVIDER_NAMESPACE, ResourceId};
 use tether_model::linker::{ConfigurationInfo, LinkerProperties};
@@ -17,6 +18,7 @@ use tether_model::operation::{Operation, OperationKind, OperationState};
 use tether_model::{ApiVersion, Error, ErrorKind};
 
 use crate::ApiState;
+use crate::audit::{self, Subject};
 use crate::catalogue;
 use crate::error::ApiError;
 use crate::guard::linker_scope;
@@ -270,6 +272,8 @@ struct Done {
     target: Option<String>,
     /// The operation it started.
     operation: Option<OperationId>,
+    /// Its audit record was stored with the operation (`guarded` writes none).
+    audited: bool,
 }
 
 /// A failed linker request, with the resource it named when that is known (for its audit
@@ -300,6 +304,7 @@ impl From<Response> for Done {
             response,
             target: None,
             operation: None,
+            audited: false,
         }
     }
 }
@@ -382,14 +387,16 @@ impl Cx<'_> {
             handle.await
         }
         .await;
-        let (result, target, operation) = match done {
-            Ok(d) => (Ok(d.response), d.target, d.operation),
-            Err(f) => (Err(f.error), f.target, None),
+        let (result, target, operation, audited) = match done {
+            Ok(d) => (Ok(d.response), d.target, d.operation, d.audited),
+            Err(f) => (Err(f.error), f.target, None, false),
         };
-        let scope = at.resource_id();
-        self.state
-            .audit(parts, action, &scope, target.as_deref(), operation, &result)
-            .await;
+        if !audited {
+            let scope = at.resource_id();
+            self.state
+                .audit(parts, action, &scope, target.as_deref(), operation, &result)
+                .await;
+        }
         result
     }
 
@@ -441,11 +448,7 @@ impl Cx<'_> {
 
     /// The answer to an accepted PUT or PATCH: the linker in its non-terminal state, with
     /// the operation's polling headers.
-    fn accepted(
-        &self,
-        status: StatusCode,
-        accepted: &tether_app::Accepted,
-    ) -> Result<Response, Error> {
+    fn accepted(&self, status: StatusCode, accepted: &Accepted) -> Result<Response, Error> {
         let mut response = json_response(status, &render::linker(&accepted.linker, self.version));
         self.poll_headers(
             response.headers_mut(),
@@ -545,12 +548,38 @@ impl Cx<'_> {
     }
 
     /// The answer to an accepted write, for its audit record too.
-    fn written(&self, status: StatusCode, accepted: &tether_app::Accepted) -> Result<Done, Error> {
+    fn written(&self, status: StatusCode, accepted: &Accepted) -> Result<Done, Error> {
         Ok(Done {
             response: self.accepted(status, accepted)?,
             target: target_of(&accepted.linker),
             operation: Some(accepted.operation),
+            audited: accepted.audited,
         })
+    }
+
+    /// The audit record [`Cx::guarded`] would write for a write accepted with `status`, for the
+    /// store to keep with the operation instead (`None` without a principal, as there).
+    fn audit_accepted(
+        &self,
+        parts: &Parts,
+        at: &LinkerRef,
+        accepted: &Accepted,
+        status: StatusCode,
+    ) -> Option<AuditEntry> {
+        let who = self.state.principal(parts).ok()?;
+        let target = target_of(&accepted.linker);
+        let subject = Subject {
+            action: actions::LINKERS_WRITE,
+            scope: &at.resource_id(),
+            target: target.as_deref(),
+            operation: Some(accepted.operation),
+        };
+        Some(audit::accepted(
+            parts.extensions.get(),
+            who,
+            subject,
+            status,
+        ))
     }
 
     async fn put(
@@ -564,18 +593,22 @@ impl Cx<'_> {
         self.version.check_request(&properties)?;
         let properties = LinkerProperties::from_json(properties)?;
         let named = self.named_check(parts, at)?;
+        let status = |accepted: &Accepted| {
+            if accepted.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            }
+        };
+        let audit =
+            |accepted: &Accepted| self.audit_accepted(parts, at, accepted, status(accepted));
         let accepted = self
             .state
             .app
-            .linker_put(at.clone(), properties, caller, &named)
+            .linker_put(at.clone(), properties, caller, &named, Some(&audit))
             .await
             .map_err(|e| named.failed(e))?;
-        let status = if accepted.created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok(self.written(status, &accepted)?)
+        Ok(self.written(status(&accepted), &accepted)?)
     }
 
     async fn patch(
@@ -588,13 +621,15 @@ impl Cx<'_> {
         let patch = properties_of(body, false)?;
         self.version.check_request(&patch)?;
         let named = self.named_check(parts, at)?;
+        // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
+        let audit =
+            |accepted: &Accepted| self.audit_accepted(parts, at, accepted, StatusCode::CREATED);
         let accepted = self
             .state
             .app
-            .linker_patch(at.clone(), &patch, caller, &named)
+            .linker_patch(at.clone(), &patch, caller, &named, Some(&audit))
             .await
             .map_err(|e| named.failed(e))?;
-        // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
         Ok(self.written(StatusCode::CREATED, &accepted)?)
     }
 
@@ -618,6 +653,7 @@ impl Cx<'_> {
             response,
             target: None,
             operation: Some(operation),
+            audited: false,
         })
     }
 

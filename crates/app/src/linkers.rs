@@ -9,6 +9,7 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tether_adapters::{Call, TargetRef};
+use tether_model::authz::AuditRecord;
 use tether_model::configuration::{self, KeyNaming, Reveal};
 use tether_model::facts::Facts;
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
@@ -21,6 +22,7 @@ use tether_model::{Error, ErrorKind};
 use tether_store::{LinkerChange, OperationBegin, StoreError};
 
 use crate::applied::{Applied, Item};
+use crate::auth::AuditEntry;
 use crate::sagas::steps::{IdentityOut, connection_facts};
 use crate::sagas::{
     LINKER_CREATE, LINKER_DELETE, LINKER_UPDATE, LINKER_VALIDATE, LinkerParams, ValidateParams, v1,
@@ -37,7 +39,15 @@ pub struct Accepted {
     pub operation: OperationId,
     /// True when the linker did not exist before.
     pub created: bool,
+    /// True when the request's audit record was stored with the operation (see
+    /// [`AuditAccepted`]).
+    pub audited: bool,
 }
+
+/// Builds the audit record of a write about to be accepted, from what it is about to accept
+/// (`audited` not yet set), so that the record commits with the operation. Given by the HTTP
+/// layer, which knows the request (`None`: it records nothing for it).
+pub type AuditAccepted<'a> = &'a (dyn Fn(&Accepted) -> Option<AuditEntry> + Send + Sync);
 
 /// Decides whether the caller may use the resources a connection names besides its source —
 /// its target, its secret store, its user-assigned identity — once the request's spec is
@@ -138,11 +148,12 @@ impl App {
         props: LinkerProperties,
         caller: &Caller,
         named: &dyn NamedResources,
+        audit: Option<AuditAccepted<'_>>,
     ) -> Result<Accepted, Error> {
         for _ in 0..RACE_ATTEMPTS {
             let existing = self.store.linker_get(&at).await?;
             if let Some(accepted) = self
-                .write(&at, existing, props.clone(), caller, named)
+                .write(&at, existing, props.clone(), caller, named, audit)
                 .await?
             {
                 return Ok(accepted);
@@ -159,6 +170,7 @@ impl App {
         patch: &Value,
         caller: &Caller,
         named: &dyn NamedResources,
+        audit: Option<AuditAccepted<'_>>,
     ) -> Result<Accepted, Error> {
         for _ in 0..RACE_ATTEMPTS {
             let existing = self.linker_get(&at).await?;
@@ -167,7 +179,7 @@ impl App {
             tether_model::merge::merge_patch(&mut merged, patch);
             let props = LinkerProperties::from_json(merged)?;
             if let Some(accepted) = self
-                .write(&at, Some(existing), props, caller, named)
+                .write(&at, Some(existing), props, caller, named, audit)
                 .await?
             {
                 return Ok(accepted);
@@ -218,7 +230,7 @@ impl App {
             legacy: legacy_applied(&existing)?,
         };
         let begun = self
-            .begin(LINKER_DELETE, &params, change, operation)
+            .begin(LINKER_DELETE, &params, change, operation, None)
             .await?;
         Ok(begun.then_some(Some(id)))
     }
@@ -325,8 +337,14 @@ impl App {
                     linker: linker.at.clone(),
                     spec: stored_spec(&linker)?,
                 };
-                self.begin(LINKER_VALIDATE, &params, LinkerChange::Nothing, operation)
-                    .await?
+                self.begin(
+                    LINKER_VALIDATE,
+                    &params,
+                    LinkerChange::Nothing,
+                    operation,
+                    None,
+                )
+                .await?
             }
             // A first-release linker is validated as that release did.
             None => {
@@ -340,6 +358,7 @@ impl App {
                     &params,
                     LinkerChange::Nothing,
                     operation,
+                    None,
                 )
                 .await?
             }
@@ -412,6 +431,7 @@ impl App {
         mut props: LinkerProperties,
         caller: &Caller,
         named: &dyn NamedResources,
+        audit: Option<AuditAccepted<'_>>,
     ) -> Result<Option<Accepted>, Error> {
         props.provisioning_state = None;
         let new_secret = props.take_secret();
@@ -431,6 +451,7 @@ impl App {
                         linker: l.clone(),
                         operation: running,
                         created: l.provisioning_state == ProvisioningState::Accepted,
+                        audited: false,
                     }));
                 }
                 return Err(busy(l, running));
@@ -536,15 +557,20 @@ impl App {
                 keys,
             },
         };
-        let operation_id = operation.id;
-        if !self.begin(saga, &params, change, operation).await? {
+        let mut accepted = Accepted {
+            operation: operation.id,
+            linker,
+            created: existing.is_none(),
+            audited: false,
+        };
+        let record = audit
+            .and_then(|audit| audit(&accepted))
+            .map(AuditEntry::into_record);
+        accepted.audited = record.is_some();
+        if !self.begin(saga, &params, change, operation, record).await? {
             return Ok(None);
         }
-        Ok(Some(Accepted {
-            linker,
-            operation: operation_id,
-            created: existing.is_none(),
-        }))
+        Ok(Some(accepted))
     }
 
     /// Stores the operation with its saga in one transaction, then starts the saga here —
@@ -560,6 +586,7 @@ impl App {
         params: &impl serde::Serialize,
         change: LinkerChange,
         operation: Operation,
+        audit: Option<AuditRecord>,
     ) -> Result<bool, Error> {
         // Validations change nothing: they need no place in the source's queue.
         let chain = match change {
@@ -581,10 +608,14 @@ impl App {
             change,
             operation,
             saga,
+            audit,
         };
         let name = name.to_string();
         let started = tokio::spawn(async move {
             let begun = store.operation_begin(&begin).await?;
+            if let Some(record) = &begin.audit {
+                crate::auth::count_recorded(record);
+            }
             tether_saga::crash_point(&name, "begin", "after");
             if !begun.queued {
                 executor.start_stored(stored);

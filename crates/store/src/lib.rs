@@ -277,6 +277,9 @@ pub struct OperationBegin {
     pub operation: Operation,
     /// The saga that will do the work.
     pub saga: NewSaga,
+    /// The audit record of the request that begins the operation, stored in the same
+    /// commit: an accepted write is never without its record.
+    pub audit: Option<AuditRecord>,
 }
 
 /// What a linker's last successful create or update applied.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
+use tether_model::authz::{AuditId, AuditOutcome, AuditRecord, PrincipalId};
 use tether_model::configuration::KeyNaming;
 use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerName, LinkerRef, OperationId, ResourceId};
@@ -20,7 +21,7 @@ use tether_saga::{
     EventKind, Lease, NewSaga, SagaEvent, SagaOutcome, SagaState, SagaStoreError, StepError,
 };
 use tether_store::testing::TestDb;
-use tether_store::{LinkerChange, OperationBegin, Store, StoreError};
+use tether_store::{AuditQuery, LinkerChange, OperationBegin, Store, StoreError};
 
 /// The epoch of a single-region writer.
 const E0: Epoch = Epoch::ZERO;
@@ -65,6 +66,7 @@ contract!(
     applied_records_are_kept_and_shared_items_pass_to_the_last_holder,
     a_commit_with_an_older_epoch_is_refused,
     heartbeats_are_writes_and_sqlite_is_never_a_standby,
+    an_operations_audit_record_commits_with_it,
 );
 
 async fn run<F, Fut>(db: TestDb, test: F)
@@ -158,6 +160,7 @@ async fn begin_create(
             },
             operation: op.clone(),
             saga,
+            audit: None,
         })
         .await
         .unwrap();
@@ -319,6 +322,7 @@ async fn updates_are_conditional_on_generation_and_idleness(store: Arc<dyn Store
             },
             operation: op,
             saga: new_saga(&owner, Duration::from_secs(30)),
+            audit: None,
         }
     };
     // Busy: the create is still running.
@@ -494,6 +498,7 @@ async fn a_failed_update_restores_the_previous_spec(store: Arc<dyn Store>) {
             },
             operation: op,
             saga,
+            audit: None,
         })
         .await
         .unwrap();
@@ -551,6 +556,7 @@ async fn a_successful_delete_removes_the_linker(store: Arc<dyn Store>) {
             },
             operation: op,
             saga,
+            audit: None,
         })
         .await
         .unwrap();
@@ -593,6 +599,7 @@ async fn validation_results_are_kept_on_the_operation(store: Arc<dyn Store>) {
             change: LinkerChange::Nothing,
             operation: op,
             saga,
+            audit: None,
         })
         .await
         .unwrap();
@@ -764,6 +771,18 @@ async fn begin_chained_create(
     chain: &str,
     keys: Vec<String>,
 ) -> Result<(Operation, tether_model::ids::SagaId, tether_store::Begun), StoreError> {
+    begin_audited_create(store, scope, name, chain, keys, None).await
+}
+
+/// [`begin_chained_create`] with the request's audit record.
+async fn begin_audited_create(
+    store: &dyn Store,
+    scope: &str,
+    name: &str,
+    chain: &str,
+    keys: Vec<String>,
+    audit: Option<AuditRecord>,
+) -> Result<(Operation, tether_model::ids::SagaId, tether_store::Begun), StoreError> {
     let mut l = linker(scope, name);
     let op = Operation::start(OperationKind::Create, &l);
     l.operation = Some(op.id);
@@ -774,9 +793,114 @@ async fn begin_chained_create(
             change: LinkerChange::Create { linker: l, keys },
             operation: op.clone(),
             saga,
+            audit,
         })
         .await?;
     Ok((op, id, begun))
+}
+
+/// The audit record of the request that begins an operation, as the HTTP layer writes it.
+fn request_record(scope: &str, status: u16) -> AuditRecord {
+    use chrono::SubsecRound;
+    AuditRecord {
+        id: AuditId::new(),
+        time: Utc::now().trunc_subsecs(6),
+        principal_id: Some(PrincipalId::parse("00000000-0000-4000-8000-00000000a11c").unwrap()),
+        tenant_id: Some("tenant".into()),
+        app_id: None,
+        action: "Microsoft.ServiceLinker/linkers/write".into(),
+        scope: Some(scope.to_string()),
+        target: Some("/subscriptions/x/resourceGroups/rg/providers/Microsoft.Cache/redis/r".into()),
+        operation_id: Some(OperationId::new()),
+        correlation_id: Some("corr".into()),
+        request_id: Some("req".into()),
+        outcome: AuditOutcome::Accepted,
+        status,
+        error_code: None,
+    }
+}
+
+async fn audit_records(store: &dyn Store) -> Vec<AuditRecord> {
+    store
+        .audit_page(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn an_operations_audit_record_commits_with_it(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let created = request_record(SCOPE, 201);
+    let (_, saga, _) =
+        begin_audited_create(s, SCOPE, "a", "app", keys(&["K1"]), Some(created.clone()))
+            .await
+            .unwrap();
+    assert_eq!(audit_records(s).await, vec![created.clone()]);
+
+    // A begin that stores nothing stores no record either.
+    let err = begin_audited_create(
+        s,
+        SCOPE,
+        "A",
+        "app",
+        keys(&["K9"]),
+        Some(request_record(SCOPE, 201)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::LinkerExists), "{err:?}");
+    let err = begin_audited_create(
+        s,
+        SCOPE,
+        "b",
+        "app",
+        keys(&["k1"]),
+        Some(request_record(SCOPE, 201)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::KeyConflict { .. }), "{err:?}");
+    assert_eq!(audit_records(s).await, vec![created.clone()]);
+
+    // An update (a transaction of several statements) keeps its record too.
+    let (record, _) = s.saga_load(saga).await.unwrap();
+    s.saga_finish(
+        saga,
+        &record.lease,
+        &[],
+        &SagaOutcome::Succeeded(json!(null)),
+        E0,
+    )
+    .await
+    .unwrap();
+    let at = LinkerRef {
+        scope: ResourceId::parse(SCOPE).unwrap(),
+        name: LinkerName::parse("a").unwrap(),
+    };
+    let current = s.linker_get(&at).await.unwrap().unwrap();
+    let mut next = current.clone();
+    next.generation += 1;
+    next.provisioning_state = ProvisioningState::Updating;
+    let op = Operation::start(OperationKind::Update, &next);
+    next.operation = Some(op.id);
+    let updated = request_record(SCOPE, 200);
+    s.operation_begin(&OperationBegin {
+        change: LinkerChange::Update {
+            expected_generation: current.generation,
+            linker: next,
+            keys: keys(&["K1"]),
+        },
+        operation: op,
+        saga: new_saga(&me(), Duration::from_secs(30)),
+        audit: Some(updated.clone()),
+    })
+    .await
+    .unwrap();
+    let mut stored = audit_records(s).await;
+    stored.sort_by_key(|r| r.status);
+    assert_eq!(stored, vec![updated, created]);
 }
 
 async fn adopt(store: &dyn Store) -> Vec<(tether_model::ids::SagaId, Lease)> {
@@ -861,6 +985,7 @@ async fn a_delete_cancels_a_running_create_and_runs_after_it(store: Arc<dyn Stor
             },
             operation: op,
             saga: chained(&me(), "app"),
+            audit: None,
         }
     };
     let first_delete = delete(&current);
@@ -992,6 +1117,7 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
         },
         operation: op,
         saga,
+        audit: None,
     })
     .await
     .unwrap();
@@ -1330,6 +1456,7 @@ async fn finish_change(store: &dyn Store, current: &Linker, delete: bool, outcom
             change,
             operation: op,
             saga,
+            audit: None,
         })
         .await
         .unwrap();

@@ -94,6 +94,17 @@ impl AuditEntry {
     pub fn record(&self) -> &AuditRecord {
         &self.record
     }
+
+    /// The record to store: every free-text field cut to its bound.
+    pub fn into_record(self) -> AuditRecord {
+        self.record.clipped()
+    }
+}
+
+/// Counts a record stored (by [`AuditLog::record`], or with the operation it accepted).
+pub(crate) fn count_recorded(record: &AuditRecord) {
+    metrics::counter!("tether_audit_records_total", "outcome" => record.outcome.as_str())
+        .increment(1);
 }
 
 /// One page of audit records and where the next one starts.
@@ -119,7 +130,7 @@ impl AuditLog {
 
     /// Appends a record; failures are logged and counted, never returned.
     pub async fn record(&self, entry: AuditEntry) {
-        let record = entry.record.clipped();
+        let record = entry.into_record();
         if let Err(e) = self.store.audit_append(&record).await {
             metrics::counter!("tether_audit_write_failures_total").increment(1);
             tracing::error!(
@@ -129,8 +140,7 @@ impl AuditLog {
                 "could not write an audit record"
             );
         } else {
-            metrics::counter!("tether_audit_records_total", "outcome" => record.outcome.as_str())
-                .increment(1);
+            count_recorded(&record);
         }
     }
 

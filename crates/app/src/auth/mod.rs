@@ -24,6 +24,7 @@ pub mod testing;
 #[cfg(any(test, feature = "testing"))]
 mod testkeys;
 
+pub(crate) use audit::count_recorded;
 pub use audit::{AuditEntry, AuditLog, AuditPage};
 pub use authorizer::{
     AssignmentFilter, AssignmentSpec, Authorizer, AuthorizerSettings,

@@ -189,30 +189,59 @@ struct AuditRow {
     error_code: Option<String>,
 }
 
-pub(super) async fn audit_append(pool: &Pool, r: &AuditRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "insert into audit (id, time, principal_id, tenant_id, app_id, action, scope, scope_key,
-            target, operation_id, correlation_id, request_id, outcome, status, error_code)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         on conflict (id) do nothing",
-    )
-    .bind(r.id.as_uuid())
-    .bind(r.time)
-    .bind(r.principal_id.as_ref().map(PrincipalId::as_str))
-    .bind(r.tenant_id.as_deref())
-    .bind(r.app_id.as_deref())
-    .bind(&r.action)
-    .bind(r.scope.as_deref())
-    .bind(audit_scope_key(r))
-    .bind(r.target.as_deref())
-    .bind(r.operation_id.map(|o| o.as_uuid()))
-    .bind(r.correlation_id.as_deref())
-    .bind(r.request_id.as_deref())
-    .bind(r.outcome.as_str())
-    .bind(i32::from(r.status))
-    .bind(r.error_code.as_deref())
-    .execute(pool)
-    .await?;
+/// An audit record as a row of the `audit` table's composite type: it binds as one parameter
+/// (`$1::audit`), here and in `tether_begin_create` (the audit record of the request that
+/// begins a create, stored in the same commit).
+#[derive(sqlx::Type)]
+#[sqlx(type_name = "audit")]
+pub(super) struct AuditValues {
+    id: Uuid,
+    time: DateTime<Utc>,
+    principal_id: Option<String>,
+    tenant_id: Option<String>,
+    app_id: Option<String>,
+    action: String,
+    scope: Option<String>,
+    scope_key: Option<String>,
+    target: Option<String>,
+    operation_id: Option<Uuid>,
+    correlation_id: Option<String>,
+    request_id: Option<String>,
+    outcome: String,
+    status: i32,
+    error_code: Option<String>,
+}
+
+impl AuditValues {
+    pub fn of(r: &AuditRecord) -> Self {
+        AuditValues {
+            id: r.id.as_uuid(),
+            time: r.time,
+            principal_id: r.principal_id.as_ref().map(|p| p.as_str().to_string()),
+            tenant_id: r.tenant_id.clone(),
+            app_id: r.app_id.clone(),
+            action: r.action.clone(),
+            scope: r.scope.clone(),
+            scope_key: audit_scope_key(r),
+            target: r.target.clone(),
+            operation_id: r.operation_id.map(|o| o.as_uuid()),
+            correlation_id: r.correlation_id.clone(),
+            request_id: r.request_id.clone(),
+            outcome: r.outcome.as_str().to_string(),
+            status: i32::from(r.status),
+            error_code: r.error_code.clone(),
+        }
+    }
+}
+
+pub(super) async fn audit_append<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    r: &AuditRecord,
+) -> Result<(), StoreError> {
+    sqlx::query("insert into audit select ($1::audit).* on conflict (id) do nothing")
+        .bind(AuditValues::of(r))
+        .execute(db)
+        .await?;
     Ok(())
 }
 

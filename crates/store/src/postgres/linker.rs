@@ -9,6 +9,7 @@ use tether_model::operation::Operation;
 use tether_saga::NewSaga;
 use uuid::Uuid;
 
+use super::authz::{AuditValues, audit_append};
 use super::pool::Pool;
 use crate::rows::{
     LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow, OtherKeys, check_keys,
@@ -181,6 +182,9 @@ pub(super) async fn operation_begin(
     .bind(op.start_time)
     .execute(&mut *tx)
     .await?;
+    if let Some(record) = &begin.audit {
+        audit_append(&mut *tx, record).await?;
+    }
     tx.commit().await?;
     Ok(Begun { queued })
 }
@@ -226,7 +230,7 @@ async fn begin_create(
         sqlx::query_as(
             "select outcome, queued, holders from tether_begin_create($1, $2, $3, $4, $5, $6,
                 $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-                $23, $24, $25, $26, $27, $28, $29)",
+                $23, $24, $25, $26, $27, $28, $29, $30::audit)",
         )
         .bind(saga.id.as_uuid())
         .bind(&saga.name)
@@ -257,6 +261,7 @@ async fn begin_create(
         .bind(&op.resource_id)
         .bind(op.status.as_str())
         .bind(op.start_time)
+        .bind(begin.audit.as_ref().map(AuditValues::of))
         .fetch_one(pool)
         .await?;
     match outcome.as_str() {

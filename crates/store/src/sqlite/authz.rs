@@ -193,7 +193,10 @@ struct AuditRow {
     error_code: Option<String>,
 }
 
-pub(super) async fn audit_append(pool: &SqlitePool, r: &AuditRecord) -> Result<(), StoreError> {
+pub(super) async fn audit_append<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    r: &AuditRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "insert into audit (id, time_us, principal_id, tenant_id, app_id, action, scope,
             scope_key, target, operation_id, correlation_id, request_id, outcome, status,
@@ -216,7 +219,7 @@ pub(super) async fn audit_append(pool: &SqlitePool, r: &AuditRecord) -> Result<(
     .bind(r.outcome.as_str())
     .bind(i64::from(r.status))
     .bind(r.error_code.as_deref())
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }

@@ -189,6 +189,9 @@ pub(super) async fn operation_begin(
     .bind(op.start_time)
     .execute(&mut *tx)
     .await?;
+    if let Some(record) = &begin.audit {
+        super::authz::audit_append(&mut *tx, record).await?;
+    }
     tx.commit().await?;
     Ok(Begun { queued })
 }
