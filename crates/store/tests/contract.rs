@@ -308,23 +308,7 @@ async fn updates_are_conditional_on_generation_and_idleness(store: Arc<dyn Store
         name: LinkerName::parse("db").unwrap(),
     };
     let current = store.linker_get(&at).await.unwrap().unwrap();
-    let update = |current: &Linker| {
-        let mut next = current.clone();
-        next.generation += 1;
-        next.provisioning_state = ProvisioningState::Updating;
-        let op = Operation::start(OperationKind::Update, &next);
-        next.operation = Some(op.id);
-        OperationBegin {
-            change: LinkerChange::Update {
-                expected_generation: current.generation,
-                linker: next,
-                keys: Vec::new(),
-            },
-            operation: op,
-            saga: new_saga(&owner, Duration::from_secs(30)),
-            audit: None,
-        }
-    };
+    let update = |current: &Linker| update_of(current, Vec::new(), None);
     // Busy: the create is still running.
     assert!(matches!(
         store.operation_begin(&update(&current)).await,
@@ -840,67 +824,64 @@ async fn an_operations_audit_record_commits_with_it(store: Arc<dyn Store>) {
     assert_eq!(audit_records(s).await, vec![created.clone()]);
 
     // A begin that stores nothing stores no record either.
-    let err = begin_audited_create(
-        s,
-        SCOPE,
-        "A",
-        "app",
-        keys(&["K9"]),
-        Some(request_record(SCOPE, 201)),
-    )
-    .await
-    .unwrap_err();
+    let refused = |name: &'static str, key: &'static str| {
+        let record = request_record(SCOPE, 201);
+        begin_audited_create(s, SCOPE, name, "app", keys(&[key]), Some(record))
+    };
+    let err = refused("A", "K9").await.unwrap_err();
     assert!(matches!(err, StoreError::LinkerExists), "{err:?}");
-    let err = begin_audited_create(
-        s,
-        SCOPE,
-        "b",
-        "app",
-        keys(&["k1"]),
-        Some(request_record(SCOPE, 201)),
-    )
-    .await
-    .unwrap_err();
+    let err = refused("b", "k1").await.unwrap_err();
     assert!(matches!(err, StoreError::KeyConflict { .. }), "{err:?}");
     assert_eq!(audit_records(s).await, vec![created.clone()]);
 
     // An update (a transaction of several statements) keeps its record too.
-    let (record, _) = s.saga_load(saga).await.unwrap();
-    s.saga_finish(
-        saga,
-        &record.lease,
-        &[],
-        &SagaOutcome::Succeeded(json!(null)),
-        E0,
-    )
-    .await
-    .unwrap();
+    succeed(s, saga).await;
     let at = LinkerRef {
         scope: ResourceId::parse(SCOPE).unwrap(),
         name: LinkerName::parse("a").unwrap(),
     };
     let current = s.linker_get(&at).await.unwrap().unwrap();
+    let updated = request_record(SCOPE, 200);
+    s.operation_begin(&update_of(&current, keys(&["K1"]), Some(updated.clone())))
+        .await
+        .unwrap();
+    let mut stored = audit_records(s).await;
+    stored.sort_by_key(|r| r.status);
+    assert_eq!(stored, vec![updated, created]);
+}
+
+/// Ends a saga successfully under the lease it holds now.
+async fn succeed(store: &dyn Store, saga: tether_model::ids::SagaId) {
+    let (record, _) = store.saga_load(saga).await.unwrap();
+    store
+        .saga_finish(
+            saga,
+            &record.lease,
+            &[],
+            &SagaOutcome::Succeeded(json!(null)),
+            E0,
+        )
+        .await
+        .unwrap();
+}
+
+/// The begin of an update of `current` (its generation bumped, a new operation and saga).
+fn update_of(current: &Linker, keys: Vec<String>, audit: Option<AuditRecord>) -> OperationBegin {
     let mut next = current.clone();
     next.generation += 1;
     next.provisioning_state = ProvisioningState::Updating;
     let op = Operation::start(OperationKind::Update, &next);
     next.operation = Some(op.id);
-    let updated = request_record(SCOPE, 200);
-    s.operation_begin(&OperationBegin {
+    OperationBegin {
         change: LinkerChange::Update {
             expected_generation: current.generation,
             linker: next,
-            keys: keys(&["K1"]),
+            keys,
         },
         operation: op,
         saga: new_saga(&me(), Duration::from_secs(30)),
-        audit: Some(updated.clone()),
-    })
-    .await
-    .unwrap();
-    let mut stored = audit_records(s).await;
-    stored.sort_by_key(|r| r.status);
-    assert_eq!(stored, vec![updated, created]);
+        audit,
+    }
 }
 
 async fn adopt(store: &dyn Store) -> Vec<(tether_model::ids::SagaId, Lease)> {
@@ -931,16 +912,7 @@ async fn sagas_of_one_chain_queue_behind_each_other(store: Arc<dyn Store>) {
 
     // Queued sagas have expired leases but wait for their predecessor.
     assert!(adopt(s).await.is_empty());
-    let (record, _) = s.saga_load(first).await.unwrap();
-    s.saga_finish(
-        first,
-        &record.lease,
-        &[],
-        &SagaOutcome::Succeeded(json!(null)),
-        E0,
-    )
-    .await
-    .unwrap();
+    succeed(s, first).await;
     let adopted = poll("the second saga's turn", || async {
         Some(adopt(s).await).filter(|a| !a.is_empty())
     })
@@ -1053,16 +1025,7 @@ async fn two_linkers_on_one_source_never_share_a_key(store: Arc<dyn Store>) {
     let (_, a_saga, _) = begin_chained_create(s, SCOPE, "a", "app", keys(&["K1", "K2"]))
         .await
         .unwrap();
-    let (record, _) = s.saga_load(a_saga).await.unwrap();
-    s.saga_finish(
-        a_saga,
-        &record.lease,
-        &[],
-        &SagaOutcome::Succeeded(json!(null)),
-        E0,
-    )
-    .await
-    .unwrap();
+    succeed(s, a_saga).await;
     let err = begin_chained_create(s, SCOPE, "b", "app", keys(&["K2"]))
         .await
         .unwrap_err();

@@ -171,30 +171,12 @@ fn below_prefix(scope: &Scope) -> String {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    id: Uuid,
-    time: DateTime<Utc>,
-    principal_id: Option<String>,
-    tenant_id: Option<String>,
-    app_id: Option<String>,
-    action: String,
-    scope: Option<String>,
-    target: Option<String>,
-    operation_id: Option<Uuid>,
-    correlation_id: Option<String>,
-    request_id: Option<String>,
-    outcome: String,
-    status: i32,
-    error_code: Option<String>,
-}
-
-/// An audit record as a row of the `audit` table's composite type: it binds as one parameter
-/// (`$1::audit`), here and in `tether_begin_create` (the audit record of the request that
-/// begins a create, stored in the same commit).
-#[derive(sqlx::Type)]
+/// A row of the `audit` table, read as columns or written as the table's composite type: it
+/// binds as one parameter (`$1::audit`), here and in `tether_begin_create` (the audit record
+/// of the request that begins a create, stored in the same commit).
+#[derive(sqlx::FromRow, sqlx::Type)]
 #[sqlx(type_name = "audit")]
-pub(super) struct AuditValues {
+pub(super) struct AuditRow {
     id: Uuid,
     time: DateTime<Utc>,
     principal_id: Option<String>,
@@ -212,9 +194,9 @@ pub(super) struct AuditValues {
     error_code: Option<String>,
 }
 
-impl AuditValues {
+impl AuditRow {
     pub fn of(r: &AuditRecord) -> Self {
-        AuditValues {
+        AuditRow {
             id: r.id.as_uuid(),
             time: r.time,
             principal_id: r.principal_id.as_ref().map(|p| p.as_str().to_string()),
@@ -239,7 +221,7 @@ pub(super) async fn audit_append<'e>(
     r: &AuditRecord,
 ) -> Result<(), StoreError> {
     sqlx::query("insert into audit select ($1::audit).* on conflict (id) do nothing")
-        .bind(AuditValues::of(r))
+        .bind(AuditRow::of(r))
         .execute(db)
         .await?;
     Ok(())
@@ -254,8 +236,8 @@ pub(super) async fn audit_page(
         Some(scope) => (Some(scope.key().to_string()), Some(below_prefix(scope))),
     };
     let rows: Vec<AuditRow> = sqlx::query_as(
-        "select id, time, principal_id, tenant_id, app_id, action, scope, target, operation_id,
-            correlation_id, request_id, outcome, status, error_code
+        "select id, time, principal_id, tenant_id, app_id, action, scope, scope_key, target,
+            operation_id, correlation_id, request_id, outcome, status, error_code
          from audit
          where ($1::text is null or principal_id = $1)
            and ($2::text is null or scope_key = $2 or substr(scope_key, 1, length($3)) = $3)

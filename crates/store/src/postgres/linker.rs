@@ -1,6 +1,8 @@
 //! Linker and operation SQL for Postgres.
 
 use serde_json::Value;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use sqlx::types::Json;
 use sqlx::{Connection as _, Postgres, Transaction};
 use tether_model::ids::{LinkerId, LinkerRef, OperationId, ResourceId};
@@ -9,7 +11,7 @@ use tether_model::operation::Operation;
 use tether_saga::NewSaga;
 use uuid::Uuid;
 
-use super::authz::{AuditValues, audit_append};
+use super::authz::{AuditRow, audit_append};
 use super::pool::Pool;
 use crate::rows::{
     LINKER_COLUMNS, LinkerRow, LinkerValues, OPERATION_SELECT, OperationRow, OtherKeys, check_keys,
@@ -227,20 +229,14 @@ async fn begin_create(
     let (saga, op) = (&begin.saga, &begin.operation);
     let v = LinkerValues::of(linker);
     let (outcome, queued, holders): (String, Option<bool>, Option<Json<Vec<OtherKeys>>>) =
-        sqlx::query_as(
-            "select outcome, queued, holders from tether_begin_create($1, $2, $3, $4, $5, $6,
-                $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-                $23, $24, $25, $26, $27, $28, $29, $30::audit)",
+        bind_saga(
+            sqlx::query_as(
+                "select outcome, queued, holders from tether_begin_create($1, $2, $3, $4, $5,
+                    $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                    $22, $23, $24, $25, $26, $27, $28, $29, $30::audit)",
+            ),
+            saga,
         )
-        .bind(saga.id.as_uuid())
-        .bind(&saga.name)
-        .bind(Json(&saga.params))
-        .bind(saga.owner.as_str())
-        .bind(saga.lease_ttl.as_secs_f64())
-        .bind(&saga.chain)
-        .bind(&saga.first_event.step)
-        .bind(saga.first_event.kind.as_str())
-        .bind(saga.first_event.data.as_ref().map(|d| Json(to_json(d))))
         .bind(v.id)
         .bind(&v.scope_key)
         .bind(&v.name_key)
@@ -261,7 +257,7 @@ async fn begin_create(
         .bind(&op.resource_id)
         .bind(op.status.as_str())
         .bind(op.start_time)
-        .bind(begin.audit.as_ref().map(AuditValues::of))
+        .bind(begin.audit.as_ref().map(AuditRow::of))
         .fetch_one(pool)
         .await?;
     match outcome.as_str() {
@@ -293,20 +289,30 @@ async fn insert_saga(
     tx: &mut Transaction<'_, Postgres>,
     saga: &NewSaga,
 ) -> Result<bool, StoreError> {
-    let (queued,): (bool,) =
-        sqlx::query_as("select tether_begin_saga($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(saga.id.as_uuid())
-            .bind(&saga.name)
-            .bind(Json(&saga.params))
-            .bind(saga.owner.as_str())
-            .bind(saga.lease_ttl.as_secs_f64())
-            .bind(&saga.chain)
-            .bind(&saga.first_event.step)
-            .bind(saga.first_event.kind.as_str())
-            .bind(saga.first_event.data.as_ref().map(|d| Json(to_json(d))))
-            .fetch_one(&mut **tx)
-            .await?;
+    let (queued,): (bool,) = bind_saga(
+        sqlx::query_as("select tether_begin_saga($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+        saga,
+    )
+    .fetch_one(&mut **tx)
+    .await?;
     Ok(queued)
+}
+
+/// Binds a new saga as `tether_begin_saga` takes it (its first nine parameters).
+fn bind_saga<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    saga: &'q NewSaga,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(saga.id.as_uuid())
+        .bind(&saga.name)
+        .bind(Json(&saga.params))
+        .bind(saga.owner.as_str())
+        .bind(saga.lease_ttl.as_secs_f64())
+        .bind(&saga.chain)
+        .bind(&saga.first_event.step)
+        .bind(saga.first_event.kind.as_str())
+        .bind(saga.first_event.data.as_ref().map(|d| Json(to_json(d))))
 }
 
 /// What a linker's last successful create or update applied, with the keys it may remove.
