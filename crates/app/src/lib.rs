@@ -24,7 +24,7 @@ pub mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use linkers::{Accepted, AllowAll, NamedResources, Page};
+pub use linkers::{Accepted, AllowAll, AuditAccepted, NamedResources, Page};
 pub use sagas::DEFAULT_MAX_VALIDATIONS;
 pub use sagas::LinkerCtx;
 pub use secrets::SecretBox;

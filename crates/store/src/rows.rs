@@ -394,16 +394,21 @@ impl Completion {
             };
             let (effect, state) = done.linker.parts();
             let mut one = serde_json::json!({"status": done.status.as_str(), "effect": effect});
+            let (applied, keys, created) = match done.applied {
+                Some(a) => (
+                    Some(a.record.0),
+                    Some(a.keys.into()),
+                    Some(a.created.into()),
+                ),
+                None => (None, None, None),
+            };
             let fields = [
                 ("error", done.error.map(|e| e.0)),
                 ("result", done.result.map(|r| r.0)),
                 ("state", state.map(Value::from)),
-                ("applied", done.applied.as_ref().map(|a| a.record.0.clone())),
-                (
-                    "keys",
-                    done.applied.as_ref().map(|a| Value::from(a.keys.clone())),
-                ),
-                ("created", done.applied.map(|a| Value::from(a.created))),
+                ("applied", applied),
+                ("keys", keys),
+                ("created", created),
             ];
             for (name, value) in fields {
                 if let Some(value) = value {

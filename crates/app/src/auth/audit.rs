@@ -2,9 +2,10 @@
 //! other resource, which operation, correlation and request ids, how it ended), paged for
 //! operators, purged after the retention period.
 //!
-//! Recording never fails a request: an accepted write has happened by the time it is
-//! recorded, so a store failure is logged and counted (`tether_audit_write_failures_total`)
-//! instead.
+//! An accepted PUT or PATCH stores its record in the commit that accepts it (see
+//! [`crate::AuditAccepted`]). Every other record is written once the request is answered, and
+//! recording it never fails the request: a store failure is logged and counted
+//! (`tether_audit_write_failures_total`) instead.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -219,7 +219,8 @@ async fn other_keys(
 }
 
 /// A create in one call (`tether_begin_create`, migration 20261204000000): under the source's
-/// lock, the name and key checks, then the linker, its saga and its operation, or nothing.
+/// lock, the name and key checks, then the linker, its saga, its operation and the request's
+/// audit record, or nothing.
 async fn begin_create(
     pool: &Pool,
     begin: &OperationBegin,

@@ -1,8 +1,8 @@
 //! The store's Postgres connections: a `deadpool` pool of sqlx `PgConnection`s.
 //!
 //! sqlx's own pool pings every connection it takes back (a round trip for Tether and for the
-//! database after every statement: a tenth of a GET's CPU). This one checks a connection only
-//! when its last use may have left it unusable:
+//! database after every statement: a third of a GET's CPU, measured in docs/benchmarks.md).
+//! This one checks a connection only when its last use may have left it unusable:
 //!
 //! - a statement that ended (rows read, or an error reported by the database) leaves the
 //!   connection ready for the next one: it goes back as it is;
