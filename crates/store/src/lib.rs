@@ -76,34 +76,36 @@ impl From<sqlx::Error> for StoreError {
 
 /// Errors that say the database (or the connection to it) is unavailable right now, not that
 /// the statement was wrong: retrying later may succeed, so clients get `503` + `Retry-After`.
-/// Postgres: class 08 (connection exception), 57P01-57P03 (shutdown, crash, cannot connect
-/// now), 53300 (too many connections), 40001/40P01 (serialization failure, deadlock), 25006
-/// (a write reached a read-only standby: a region between leadership and promotion).
-/// SQLite: busy and locked.
+/// A lost connection ([`connection_lost`]), an exhausted or closed pool, and Postgres's 53300
+/// (too many connections), 40001/40P01 (serialization failure, deadlock), 25006 (a write
+/// reached a read-only standby: a region between leadership and promotion). SQLite: busy and
+/// locked.
 fn is_unavailable(e: &sqlx::Error) -> bool {
+    if connection_lost(e) {
+        return true;
+    }
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().unwrap_or_default().as_ref(),
+            "53300" | "40001" | "40P01" | "25006" | "5" | "6" | "517"
+        ),
+        _ => false,
+    }
+}
+
+/// Errors after which the connection cannot be used again: it failed (I/O, TLS, protocol), or
+/// Postgres ended the session (class 08, connection exception; 57P01-57P03, shutdown, crash,
+/// cannot connect now).
+pub(crate) fn connection_lost(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            code.starts_with("08")
-                || matches!(
-                    code.as_ref(),
-                    "57P01"
-                        | "57P02"
-                        | "57P03"
-                        | "53300"
-                        | "40001"
-                        | "40P01"
-                        | "25006"
-                        | "5"
-                        | "6"
-                        | "517"
-                )
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
         }
         _ => false,
     }

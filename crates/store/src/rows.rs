@@ -421,12 +421,10 @@ impl Completion {
     }
 
     pub fn of(kind: OperationKind, outcome: &SagaOutcome) -> Result<Self, StoreError> {
-        let (status, error, result) = match outcome {
-            SagaOutcome::Succeeded(output) => {
-                (OperationState::Succeeded, None, Some(Json(output.clone())))
-            }
-            SagaOutcome::Failed(e) => (OperationState::Failed, Some(error_json(e)), None),
-            SagaOutcome::Canceled(e) => (OperationState::Canceled, Some(error_json(e)), None),
+        let (status, error) = match outcome {
+            SagaOutcome::Succeeded(_) => (OperationState::Succeeded, None),
+            SagaOutcome::Failed(e) => (OperationState::Failed, Some(error_json(e))),
+            SagaOutcome::Canceled(e) => (OperationState::Canceled, Some(error_json(e))),
         };
         let failed_state = if status == OperationState::Canceled {
             ProvisioningState::Canceled
@@ -445,10 +443,9 @@ impl Completion {
             _ => None,
         };
         // Only actions have a result body; a create's last output is internal.
-        let result = if kind == OperationKind::Validate {
-            result
-        } else {
-            None
+        let result = match (kind, outcome) {
+            (OperationKind::Validate, SagaOutcome::Succeeded(output)) => Some(Json(output.clone())),
+            _ => None,
         };
         Ok(Completion {
             status,

@@ -47,7 +47,7 @@ pub(super) async fn assignment_create(
     pool: &Pool,
     a: &RoleAssignment,
 ) -> Result<AssignmentWrite, StoreError> {
-    let mut conn = pool.for_transaction().await?;
+    let mut conn = pool.acquire().await?;
     let mut tx = conn.raw.begin().await?;
     let inserted = sqlx::query(
         "insert into role_assignment (id, scope, scope_key, role_definition_id, principal_id,

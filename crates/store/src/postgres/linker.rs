@@ -87,7 +87,7 @@ pub(super) async fn operation_begin(
     if let LinkerChange::Create { linker, keys } = &begin.change {
         return begin_create(pool, begin, linker, keys).await;
     }
-    let mut conn = pool.for_transaction().await?;
+    let mut conn = pool.acquire().await?;
     let mut tx = conn.raw.begin().await?;
     let queued = insert_saga(&mut tx, &begin.saga).await?;
     let op = &begin.operation;

@@ -106,7 +106,7 @@ impl PgStore {
 impl Store for PgStore {
     async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
         let beat = async {
-            let mut conn = self.pool.for_transaction().await?;
+            let mut conn = self.pool.acquire().await?;
             let mut tx = conn.raw.begin().await?;
             sqlx::query(
                 "insert into replica_heartbeat (instance, beat_at) values ($1, now())

@@ -54,22 +54,9 @@ impl LastUse {
     fn of<T>(result: &Result<T, sqlx::Error>) -> Self {
         match result {
             Ok(_) => LastUse::Ended,
-            // The server ended the session: class 08 (connection exception), 57P01-57P03
-            // (terminated, crashed, shutting down).
-            Err(sqlx::Error::Database(e))
-                if e.code()
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
-            {
-                LastUse::Broken
-            }
+            Err(e) if crate::connection_lost(e) => LastUse::Broken,
             // Any other error the database reports ends the statement cleanly.
             Err(sqlx::Error::Database(_)) => LastUse::Ended,
-            Err(
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::WorkerCrashed,
-            ) => LastUse::Broken,
             Err(_) => LastUse::Unknown,
         }
     }
@@ -120,7 +107,7 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// A connection taken from the pool for a transaction; it returns when dropped.
+/// A connection taken from the pool; it returns when dropped.
 pub(crate) type Held = Object<Connector>;
 
 impl Pool {
@@ -142,19 +129,17 @@ impl Pool {
             .map_err(|e| sqlx::Error::Configuration(e.into()))
     }
 
-    async fn get(&self) -> Result<Held, sqlx::Error> {
-        self.0.get().await.map_err(|e| match e {
+    /// A connection of its own until dropped, marked as possibly left with something in flight
+    /// until its holder says how its use ended. For a transaction (`conn.raw.begin()`) nobody
+    /// says: it is pinged before its next use, when sqlx sends a dropped transaction's
+    /// rollback.
+    pub async fn acquire(&self) -> Result<Held, sqlx::Error> {
+        let mut held = self.0.get().await.map_err(|e| match e {
             PoolError::Backend(e) => e,
             PoolError::Timeout(_) => sqlx::Error::PoolTimedOut,
             PoolError::Closed => sqlx::Error::PoolClosed,
             other => sqlx::Error::Configuration(other.to_string().into()),
-        })
-    }
-
-    /// A connection of its own for a transaction (`conn.raw.begin()`). It is pinged before
-    /// its next use: sqlx sends a dropped transaction's rollback then.
-    pub async fn for_transaction(&self) -> Result<Held, sqlx::Error> {
-        let mut held = self.get().await?;
+        })?;
         held.last_use = LastUse::Unknown;
         Ok(held)
     }
@@ -164,9 +149,8 @@ impl Pool {
         &self,
         run: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let mut held = self.get().await?;
-        // Stays so if the caller gives up before the statement ends.
-        held.last_use = LastUse::Unknown;
+        // Stays "unknown" if the caller gives up before the statement ends.
+        let mut held = self.acquire().await?;
         let result = run(&mut held.raw).await;
         held.last_use = LastUse::of(&result);
         result

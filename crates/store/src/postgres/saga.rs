@@ -276,7 +276,7 @@ pub(super) async fn counts(pool: &Pool) -> Result<Vec<(SagaState, u64)>, StoreEr
 }
 
 pub(super) async fn purge(pool: &Pool, older_than: Duration) -> Result<crate::Purged, StoreError> {
-    let mut conn = pool.for_transaction().await?;
+    let mut conn = pool.acquire().await?;
     let mut tx = conn.raw.begin().await?;
     let old = "select id from saga where state in ('succeeded', 'failed', 'canceled')
                and updated_at < now() - make_interval(secs => $1)";
