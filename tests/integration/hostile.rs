@@ -295,10 +295,10 @@ async fn a_hostile_backend_cannot_stall_an_operation_or_leak_its_address() {
         .spawn_with(ReplicaOptions::default().env("TETHER__AZURE__REQUEST_TIMEOUT_SECS", "1"))
         .await;
     let api = &r.api;
-    // An absurd Retry-After on every firewall listing: the operation fails, in time.
+    // An absurd Retry-After on every firewall rule write: the operation fails, in time.
     env.mock
         .fault(
-            json!({"method": "GET", "path": "**/firewallRules", "count": null,
+            json!({"method": "PUT", "path": "**/firewallRules/*", "count": null,
             "action": {"throttle": {"retryAfter": u64::MAX}}}),
         )
         .await;
@@ -445,7 +445,7 @@ async fn a_retry_sent_to_another_replica_gets_the_first_attempt_s_operation() {
     // Replica A commits the create, then dies before it answers.
     let mut a = env
         .spawn_with(
-            ReplicaOptions::default().env("TETHER_CRASH_POINT", "linker-create-v2:begin:after"),
+            ReplicaOptions::default().env("TETHER_CRASH_POINT", "linker-create-v3:begin:after"),
         )
         .await;
     let b = env.spawn().await;

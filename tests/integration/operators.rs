@@ -67,7 +67,7 @@ async fn a_rollback_that_keeps_failing_is_visible_and_retried() {
     let stuck = api.send(api.raw("GET", "/admin/sagas?state=stuck")).await;
     let sagas = stuck.body["value"].as_array().unwrap();
     assert_eq!(sagas.len(), 1, "{}", stuck.text);
-    assert_eq!(sagas[0]["name"], "linker-create-v2");
+    assert_eq!(sagas[0]["name"], "linker-create-v3");
     assert_eq!(sagas[0]["undoError"]["code"], "AuthorizationFailed");
     let id = sagas[0]["id"].as_str().unwrap().to_string();
     let metrics = eventually(

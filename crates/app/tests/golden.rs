@@ -1,5 +1,5 @@
-//! Golden fixtures of persisted saga payloads: what the first release (`fixtures/v1`) and the
-//! current one (`fixtures/v2`) wrote to the `saga` table (`name`, `params`) and to
+//! Golden fixtures of persisted saga payloads: what the first release (`fixtures/v1`), the
+//! second (`fixtures/v2`) and the current one (`fixtures/v3`) wrote to the `saga` table (`name`, `params`) and to
 //! `saga_event` (`step`, `kind`, `data`), one file per saga, from real runs of `tether dev`.
 //!
 //! A saga started by one build may be finished by the next, so every fixture must still be
@@ -23,6 +23,10 @@
 //!   then the same fault and an unwound create of `broken`. `linker-update-v2-legacy.json` is
 //!   the update of a first-release linker (the `tests/fixtures/upgrade-v1` installation, run by
 //!   the build of 8aeee06 with a PUT to client `java` and a new password): it carries `legacy`.
+//! - `v3`: the build that introduced `linker-create-v3` and `linker-update-v3` (`network` and
+//!   `configuration` in one commit; the same step outputs as `v2`). The same create (the demo
+//!   identity's `clientId`, firewall rules), the same PUT to secret auth in the demo Key Vault,
+//!   then the same fault and an unwound create of `broken`.
 //!
 //! Extraction, per database (`OUT` the fixture directory):
 //!
@@ -50,6 +54,7 @@ use tether_saga::{EventKind, StepError};
 enum Release {
     V1,
     V2,
+    V3,
 }
 
 /// One persisted saga.
@@ -64,7 +69,11 @@ struct Fixture {
 fn fixtures() -> Vec<Fixture> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut all = Vec::new();
-    for (dir, release) in [("v1", Release::V1), ("v2", Release::V2)] {
+    for (dir, release) in [
+        ("v1", Release::V1),
+        ("v2", Release::V2),
+        ("v3", Release::V3),
+    ] {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
             .unwrap_or_else(|e| panic!("read {dir} fixtures: {e}"))
             .map(|entry| entry.expect("a directory entry").path())
@@ -165,12 +174,14 @@ fn check_output(release: Release, step: &str, what: &str, data: &Value) {
         (Release::V1, "resolve") => round_trip::<v1::Resolved>(what, data),
         (Release::V1, "network") => round_trip::<v1::NetworkOut>(what, data),
         (Release::V1, "configuration") => round_trip::<v1::ConfigurationOut>(what, data),
-        (Release::V2, "resolve") => round_trip::<sagas::Resolved>(what, data),
-        (Release::V2, "identity") => round_trip::<sagas::IdentityOut>(what, data),
-        (Release::V2, "auth") => round_trip::<sagas::AuthOut>(what, data),
-        (Release::V2, "secret_store") => round_trip::<sagas::SecretsOut>(what, data),
-        (Release::V2, "network") => round_trip::<sagas::NetworkOut>(what, data),
-        (Release::V2, "configuration") => round_trip::<sagas::ConfigurationOut>(what, data),
+        (Release::V2 | Release::V3, "resolve") => round_trip::<sagas::Resolved>(what, data),
+        (Release::V2 | Release::V3, "identity") => round_trip::<sagas::IdentityOut>(what, data),
+        (Release::V2 | Release::V3, "auth") => round_trip::<sagas::AuthOut>(what, data),
+        (Release::V2 | Release::V3, "secret_store") => round_trip::<sagas::SecretsOut>(what, data),
+        (Release::V2 | Release::V3, "network") => round_trip::<sagas::NetworkOut>(what, data),
+        (Release::V2 | Release::V3, "configuration") => {
+            round_trip::<sagas::ConfigurationOut>(what, data)
+        }
         _ => panic!("{what}: no output type is known for step {step} of {release:?}"),
     }
 }
@@ -181,8 +192,12 @@ fn check_params(fixture: &Fixture) {
     match (fixture.release, validation) {
         (Release::V1, false) => round_trip::<v1::LinkerParams>(&what, &fixture.params),
         (Release::V1, true) => round_trip::<v1::ValidateParams>(&what, &fixture.params),
-        (Release::V2, false) => round_trip::<sagas::LinkerParams>(&what, &fixture.params),
-        (Release::V2, true) => round_trip::<sagas::ValidateParams>(&what, &fixture.params),
+        (Release::V2 | Release::V3, false) => {
+            round_trip::<sagas::LinkerParams>(&what, &fixture.params)
+        }
+        (Release::V2 | Release::V3, true) => {
+            round_trip::<sagas::ValidateParams>(&what, &fixture.params)
+        }
     }
 }
 
@@ -263,7 +278,7 @@ fn every_definition_has_a_fixture() {
             definition.name()
         );
     }
-    for release in [Release::V1, Release::V2] {
+    for release in [Release::V1, Release::V2, Release::V3] {
         assert!(
             fixtures.iter().any(|f| f.release == release
                 && f.events.iter().any(|(_, kind, _)| kind == "undo_finished")),

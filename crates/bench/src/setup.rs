@@ -506,7 +506,7 @@ pub fn linker_body(db: &str) -> String {
     .to_string()
 }
 
-/// A saga name without its version suffix: `linker-create-v2` (today's create) counts as
+/// A saga name without its version suffix: `linker-create-v3` (today's create) counts as
 /// `linker-create` (the first release's, still run for old in-flight sagas).
 fn family(saga: &str) -> &str {
     match saga.rsplit_once("-v") {

@@ -38,6 +38,8 @@ pub struct SagaDef<C> {
     name: &'static str,
     steps: Vec<Arc<dyn Step<C>>>,
     slots: Option<Arc<Semaphore>>,
+    /// The first step of the tail that runs in one commit ([`SagaDef::rest_in_one_commit`]).
+    together_from: Option<usize>,
 }
 
 impl<C: Send + Sync + 'static> SagaDef<C> {
@@ -47,7 +49,24 @@ impl<C: Send + Sync + 'static> SagaDef<C> {
             name,
             steps: Vec::new(),
             slots: None,
+            together_from: None,
         }
+    }
+
+    /// The steps appended after this call run without a commit between them: the commit
+    /// before the first of them logs them all as started, and the saga's final commit logs
+    /// their outputs. One commit per saga fewer for each step after the first.
+    ///
+    /// What the steps must allow, since a crash or failure anywhere among them unwinds every
+    /// one of them: each undo is harmless when its run never happened, and reads no output of
+    /// another step of the tail (it may never have been logged). Changing where a shipped
+    /// saga's tail starts changes how its logs are read: ship it under a new saga name.
+    ///
+    /// Panics before the first step: a saga's first commit logs only its first step.
+    pub fn rest_in_one_commit(mut self) -> Self {
+        assert!(!self.steps.is_empty(), "a saga's first step runs alone");
+        self.together_from = Some(self.steps.len());
+        self
     }
 
     /// Runs at most `n` sagas of this definition at once on one replica (within the
@@ -522,13 +541,16 @@ impl<C: Send + Sync + 'static> Inner<C> {
             _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
             slots = self.slots(def) => slots.ok_or(Stop::Shutdown)?,
         };
+        let names = def.step_names();
         let mut run = Run {
             inner: self,
             def,
             id,
             lease,
             clock,
-            names: def.step_names(),
+            started_through: log::last_touched(&names, &events).unwrap_or(0),
+            unlogged: Vec::new(),
+            names,
             params: Arc::new(record.params.clone()),
             outputs: Arc::new(log::outputs(&events)),
         };
@@ -600,6 +622,11 @@ struct Run<'a, C> {
     params: Arc<Value>,
     /// Shared with the running step's context; copied only if a step is still holding it.
     outputs: Arc<std::collections::BTreeMap<String, Value>>,
+    /// The last step the log has (or the pending commit will have) as started: past the
+    /// step running now when it is one of a tail run in one commit.
+    started_through: usize,
+    /// Outputs of the tail's steps that succeeded since the last commit, for the next one.
+    unlogged: Vec<SagaEvent>,
 }
 
 impl<C: Send + Sync + 'static> Run<'_, C> {
@@ -631,11 +658,36 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
             debug!(step = name, "nothing to do; step skipped");
             crash_point(self.def.name, name, "after");
             self.set_output(name, &output);
-            events.push(SagaEvent::new(name, EventKind::Started));
+            if k > self.started_through {
+                events.push(SagaEvent::new(name, EventKind::Started));
+            }
             events.push(SagaEvent::with_data(name, EventKind::Succeeded, output));
             k += 1;
         }
         k
+    }
+
+    /// The events of the next commit: the tail's outputs not logged yet, then `more`.
+    fn with_unlogged(&mut self, more: impl IntoIterator<Item = SagaEvent>) -> Vec<SagaEvent> {
+        let mut events = std::mem::take(&mut self.unlogged);
+        events.extend(more);
+        events
+    }
+
+    /// Records that the saga unwinds with `error` from step `k` on (with `failed`, the event
+    /// of `k`'s failure) and unwinds every step logged as started, the newest first.
+    async fn unwind_from(
+        &mut self,
+        k: usize,
+        failed: Option<SagaEvent>,
+        error: StepError,
+    ) -> Result<(), Stop> {
+        let last = k.max(self.started_through);
+        let undo = SagaEvent::new(self.names[last], EventKind::UndoStarted);
+        let events = self.with_unlogged(failed.into_iter().chain([undo]));
+        self.record(&events, Some((SagaState::Unwinding, Some(&error))))
+            .await?;
+        self.unwind((0..=last).rev().collect(), error).await
     }
 
     async fn forward(&mut self, next: usize, mut cancel: bool) -> Result<(), Stop> {
@@ -645,10 +697,7 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
             let name = self.names[k];
             if cancel {
                 let error = StepError::permanent(CANCELED, "the operation was canceled");
-                let events = [SagaEvent::new(name, EventKind::UndoStarted)];
-                self.record(&events, Some((SagaState::Unwinding, Some(&error))))
-                    .await?;
-                return self.unwind((0..=k).rev().collect(), error).await;
+                return self.unwind_from(k, None, error).await;
             }
             let step = self.def.steps[k].clone();
             let cx = self.cx();
@@ -667,27 +716,38 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
             match result {
                 Ok(output) => {
                     self.set_output(name, &output);
-                    let mut events = vec![SagaEvent::with_data(name, EventKind::Succeeded, output)];
+                    let mut events = self.with_unlogged([SagaEvent::with_data(
+                        name,
+                        EventKind::Succeeded,
+                        output,
+                    )]);
                     k = self.skip_idle(k + 1, &mut events);
                     if k == n {
                         let last = self.outputs.get(self.names[n - 1]).cloned();
                         let outcome = SagaOutcome::Succeeded(last.unwrap_or(Value::Null));
                         return self.finish(&events, outcome).await;
                     }
-                    events.push(SagaEvent::new(self.names[k], EventKind::Started));
+                    if k <= self.started_through {
+                        // Inside a tail run in one commit: logged as started already.
+                        self.unlogged = events;
+                        continue;
+                    }
+                    let through = match self.def.together_from {
+                        Some(tail) if k >= tail => n - 1,
+                        _ => k,
+                    };
+                    events.extend(
+                        (k..=through).map(|j| SagaEvent::new(self.names[j], EventKind::Started)),
+                    );
+                    self.started_through = through;
                     cancel = self.record(&events, None).await?.cancel_requested;
                 }
                 Err(Failure::Stop(stop)) => return Err(stop),
                 Err(Failure::Step(error)) => {
                     warn!(step = name, code = %error.code, message = %error.message, "step failed; unwinding");
                     let data = serde_json::to_value(&error).expect("step errors serialize");
-                    let events = [
-                        SagaEvent::with_data(name, EventKind::Failed, data),
-                        SagaEvent::new(name, EventKind::UndoStarted),
-                    ];
-                    self.record(&events, Some((SagaState::Unwinding, Some(&error))))
-                        .await?;
-                    return self.unwind((0..=k).rev().collect(), error).await;
+                    let failed = SagaEvent::with_data(name, EventKind::Failed, data);
+                    return self.unwind_from(k, Some(failed), error).await;
                 }
             }
         }
@@ -697,7 +757,8 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
             .get(self.names[n - 1])
             .cloned()
             .unwrap_or(Value::Null);
-        self.finish(&[], SagaOutcome::Succeeded(last)).await
+        let events = self.with_unlogged([]);
+        self.finish(&events, SagaOutcome::Succeeded(last)).await
     }
 
     async fn unwind(&mut self, pending: Vec<usize>, error: StepError) -> Result<(), Stop> {

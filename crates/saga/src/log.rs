@@ -32,6 +32,14 @@ pub(crate) fn outputs(events: &[SagaEvent]) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The last of `steps` the log mentions (started, succeeded, failed or undone), if any.
+pub(crate) fn last_touched(steps: &[&'static str], events: &[SagaEvent]) -> Option<usize> {
+    events
+        .iter()
+        .filter_map(|e| steps.iter().position(|s| *s == e.step))
+        .max()
+}
+
 /// Decides where to resume. A saga unwinds when its state says so or a step failed; it then
 /// undoes every step that may have started (including one that crashed half-way or failed,
 /// because a failed call may still have had its effect), newest first, skipping undos that

@@ -332,6 +332,139 @@ async fn steps_with_nothing_to_do_share_the_commit_of_the_step_before() {
     h.stop.cancel();
 }
 
+/// `a`, then `b` and `c` in one commit (with an idle `x` between them).
+fn a_then_together() -> SagaDef<World> {
+    SagaDef::new("test-together")
+        .step(Put("a"))
+        .rest_in_one_commit()
+        .step(Put("b"))
+        .step(Idle("x"))
+        .step(Put("c"))
+}
+
+fn kinds(store: &MemoryStore, id: SagaId) -> Vec<String> {
+    store
+        .events(id)
+        .iter()
+        .map(|e| format!("{} {:?}", e.step, e.kind))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tail_in_one_commit_is_started_together_and_logged_at_the_end() {
+    let h = harness(World::default(), config(), a_then_together());
+    let id = h.submit("test-together");
+    let outcome = wait_terminal(&h.store, id).await;
+    assert_eq!(
+        outcome,
+        SagaOutcome::Succeeded(json!({"put": "c", "tag": "t1"}))
+    );
+    assert_eq!(h.world.items(), ["a", "b", "c"]);
+    // One commit after `a` (starting the whole tail), one that finishes: not three.
+    assert_eq!(h.store.commits(), 2);
+    assert_eq!(
+        kinds(&h.store, id),
+        [
+            "a Started",
+            "a Succeeded",
+            "b Started",
+            "x Started",
+            "c Started",
+            "b Succeeded",
+            "x Succeeded",
+            "c Succeeded",
+        ]
+    );
+    h.stop.cancel();
+
+    // A failure anywhere in the tail undoes all of it, steps that never ran included (their
+    // undo must be harmless), then what came before.
+    for failing in ["b", "c"] {
+        let world = World::default();
+        *world.fail.lock().unwrap() = Some(failing);
+        let h = harness(world, config(), a_then_together());
+        let id = h.submit("test-together");
+        let SagaOutcome::Failed(err) = wait_terminal(&h.store, id).await else {
+            panic!("{failing}: expected a failure")
+        };
+        assert_eq!(err.code, "Boom");
+        assert!(
+            h.world.items().is_empty(),
+            "{failing}: {:?}",
+            h.world.items()
+        );
+        let undos: Vec<_> = h
+            .world
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("undo"))
+            .cloned()
+            .collect();
+        assert_eq!(undos, ["undo c", "undo x", "undo b", "undo a"], "{failing}");
+        let events = kinds(&h.store, id);
+        assert!(
+            events.contains(&format!("{failing} Failed"))
+                && events.contains(&"c UndoStarted".to_string()),
+            "{failing}: {events:?}"
+        );
+        h.stop.cancel();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tail_cut_short_by_a_dead_owner_runs_again_from_its_first_step() {
+    // Replica A hangs in `c`, after `b` ran: nothing of the tail is logged but its start.
+    let store = Arc::new(MemoryStore::default());
+    let world_a = Arc::new(World {
+        hang: Some("c"),
+        ..World::default()
+    });
+    let a = Executor::new(
+        store.clone(),
+        world_a.clone(),
+        InstanceId::generate("a"),
+        config(),
+        Arc::new(tether_model::fencing::SingleRegion),
+        vec![a_then_together()],
+    );
+    let saga = a.new_saga("test-together", json!({}), None);
+    let id = saga.id;
+    store.insert(saga);
+    a.start(id);
+
+    let world_b = Arc::new(World::default());
+    let b = Executor::new(
+        store.clone(),
+        world_b.clone(),
+        InstanceId::generate("b"),
+        config(),
+        Arc::new(tether_model::fencing::SingleRegion),
+        vec![a_then_together()],
+    );
+    let stop = CancellationToken::new();
+    let (b2, token) = (b.clone(), stop.clone());
+    tokio::spawn(async move { b2.run(token).await });
+
+    assert!(matches!(
+        wait_terminal(&store, id).await,
+        SagaOutcome::Succeeded(_)
+    ));
+    assert_eq!(world_a.items(), ["a", "b"]);
+    // B resumed at the tail's first step (its output was never logged) and ran it all.
+    assert_eq!(world_b.items(), ["b", "c"]);
+    assert_eq!(
+        kinds(&store, id)
+            .iter()
+            .filter(|k| k.ends_with("Started"))
+            .count(),
+        4,
+        "each step is logged as started once"
+    );
+    stop.cancel();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failure_at_any_step_unwinds_to_a_clean_slate() {
     for failing in ["a", "b", "c"] {

@@ -5,13 +5,19 @@
 //!
 //! | saga | steps |
 //! |---|---|
-//! | `linker-create-v2` | `resolve` → `identity` → `auth` → `secret_store` → `network` → `configuration` |
-//! | `linker-update-v2` | the same |
+//! | `linker-create-v3` | `resolve` → `identity` → `auth` → `secret_store` → (`network` → `configuration`, in one commit) |
+//! | `linker-update-v3` | the same |
 //! | `linker-delete-v2` | `resolve` → `configuration` → `secret_store` → `network` → `auth` → `identity` |
 //! | `linker-validate-v2` | `validate` |
 //!
-//! The first release's definitions (`linker-create`, …) are frozen in [`v1`] so sagas it
-//! started finish as they began. Saga and step names are persisted: never rename them.
+//! `network` and `configuration` run without a commit between them
+//! ([`SagaDef::rest_in_one_commit`]): both undos converge to what `resolve` snapshotted and
+//! read nothing else, so each is harmless when its run never happened.
+//!
+//! The first release's definitions (`linker-create`, …) are frozen in [`v1`], and
+//! `linker-create-v2` and `linker-update-v2` (the same steps, each committed on its own) here,
+//! so sagas an earlier release started finish as they began: a replica of that release runs
+//! only the names it knows. Saga and step names are persisted: never rename them.
 
 use std::sync::Arc;
 
@@ -33,10 +39,10 @@ pub use steps::{
     AuthOut, CONFIGURATION, ConfigurationOut, IdentityOut, NetworkOut, Resolved, SecretsOut,
 };
 
-/// `linker-create-v2`.
-pub const LINKER_CREATE: &str = "linker-create-v2";
-/// `linker-update-v2`.
-pub const LINKER_UPDATE: &str = "linker-update-v2";
+/// `linker-create-v3`.
+pub const LINKER_CREATE: &str = "linker-create-v3";
+/// `linker-update-v3`.
+pub const LINKER_UPDATE: &str = "linker-update-v3";
 /// `linker-delete-v2`.
 pub const LINKER_DELETE: &str = "linker-delete-v2";
 /// `linker-validate-v2`.
@@ -90,21 +96,24 @@ pub struct ValidateParams {
 /// at once per replica.
 pub fn definitions(max_validations: usize) -> Vec<SagaDef<LinkerCtx>> {
     use steps::{Auth, Configuration, Identity, Network, Resolve, SecretStore};
+    let converge = |name, new_linker, together: bool| {
+        let def = SagaDef::new(name)
+            .step(Resolve { new_linker })
+            .step(Identity)
+            .step(Auth)
+            .step(SecretStore);
+        let def = if together {
+            def.rest_in_one_commit()
+        } else {
+            def
+        };
+        def.step(Network).step(Configuration)
+    };
     let mut defs = vec![
-        SagaDef::new(LINKER_CREATE)
-            .step(Resolve { new_linker: true })
-            .step(Identity)
-            .step(Auth)
-            .step(SecretStore)
-            .step(Network)
-            .step(Configuration),
-        SagaDef::new(LINKER_UPDATE)
-            .step(Resolve { new_linker: false })
-            .step(Identity)
-            .step(Auth)
-            .step(SecretStore)
-            .step(Network)
-            .step(Configuration),
+        converge(LINKER_CREATE, true, true),
+        converge(LINKER_UPDATE, false, true),
+        converge("linker-create-v2", true, false),
+        converge("linker-update-v2", false, false),
         SagaDef::new(LINKER_DELETE)
             .step(Resolve { new_linker: false })
             .step(Configuration)

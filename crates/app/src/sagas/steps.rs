@@ -276,7 +276,8 @@ fn removable(r: &Resolved, item: &Item) -> bool {
 /// before any change because later steps only start once this output is logged.
 pub struct Resolve {
     /// The saga creates the linker: it has applied nothing yet (its applied record is written
-    /// when the create ends), so there is no record to read.
+    /// when the create ends), so there is no record to read, and no firewall rule of its own
+    /// to list on the target (the listing grows with every linker's rules there).
     pub new_linker: bool,
 }
 
@@ -400,10 +401,17 @@ impl Step<LinkerCtx> for Resolve {
                 if rules.iter().any(|r: &TargetRules| r.target == target) {
                     continue;
                 }
-                let current = match firewall.rules(&call, &target, &prefix).await {
-                    Ok(current) => current,
-                    Err(e) if e.is_not_found() => Vec::new(),
-                    Err(e) => return Err(step_error(e, not_found("TargetNotFound", &target))),
+                let current = if self.new_linker {
+                    // No rule carries a new linker's prefix: the prefix is its resource id's,
+                    // and an earlier linker of that id took its rules along when its delete
+                    // (or its failed create's unwind) ended, before this saga could start.
+                    Vec::new()
+                } else {
+                    match firewall.rules(&call, &target, &prefix).await {
+                        Ok(current) => current,
+                        Err(e) if e.is_not_found() => Vec::new(),
+                        Err(e) => return Err(step_error(e, not_found("TargetNotFound", &target))),
+                    }
                 };
                 rules.push(TargetRules {
                     target,
