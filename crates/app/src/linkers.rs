@@ -190,7 +190,7 @@ impl App {
 
     /// DELETE: starts removing the linker's configuration and network rules; `None` when there
     /// is no such linker (ARM's `204`). A delete during a create or an update cancels it (it
-    /// unwinds at its next step boundary) and runs after it; a repeated delete returns the
+    /// unwinds at its next commit) and runs after it; a repeated delete returns the
     /// operation already running or queued.
     pub async fn linker_delete(&self, at: LinkerRef) -> Result<Option<OperationId>, Error> {
         for _ in 0..RACE_ATTEMPTS {

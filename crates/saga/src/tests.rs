@@ -42,6 +42,15 @@ impl World {
     fn items(&self) -> Vec<String> {
         self.items.lock().unwrap().iter().cloned().collect()
     }
+
+    /// The undos that ran, in order.
+    fn undos(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|l| l.starts_with("undo"))
+            .cloned()
+            .collect()
+    }
 }
 
 struct Put(&'static str);
@@ -319,15 +328,7 @@ async fn steps_with_nothing_to_do_share_the_commit_of_the_step_before() {
         wait_terminal(&h.store, id).await,
         SagaOutcome::Failed(_)
     ));
-    let undos: Vec<_> = h
-        .world
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.starts_with("undo"))
-        .cloned()
-        .collect();
+    let undos = h.world.undos();
     assert_eq!(undos, ["undo c", "undo y", "undo x", "undo a"]);
     h.stop.cancel();
 }
@@ -393,15 +394,7 @@ async fn a_tail_in_one_commit_is_started_together_and_logged_at_the_end() {
             "{failing}: {:?}",
             h.world.items()
         );
-        let undos: Vec<_> = h
-            .world
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.starts_with("undo"))
-            .cloned()
-            .collect();
+        let undos = h.world.undos();
         assert_eq!(undos, ["undo c", "undo x", "undo b", "undo a"], "{failing}");
         let events = kinds(&h.store, id);
         assert!(
@@ -416,53 +409,18 @@ async fn a_tail_in_one_commit_is_started_together_and_logged_at_the_end() {
 #[tokio::test(start_paused = true)]
 async fn a_tail_cut_short_by_a_dead_owner_runs_again_from_its_first_step() {
     // Replica A hangs in `c`, after `b` ran: nothing of the tail is logged but its start.
-    let store = Arc::new(MemoryStore::default());
-    let world_a = Arc::new(World {
-        hang: Some("c"),
-        ..World::default()
-    });
-    let a = Executor::new(
-        store.clone(),
-        world_a.clone(),
-        InstanceId::generate("a"),
-        config(),
-        Arc::new(tether_model::fencing::SingleRegion),
-        vec![a_then_together()],
-    );
-    let saga = a.new_saga("test-together", json!({}), None);
-    let id = saga.id;
-    store.insert(saga);
-    a.start(id);
-
-    let world_b = Arc::new(World::default());
-    let b = Executor::new(
-        store.clone(),
-        world_b.clone(),
-        InstanceId::generate("b"),
-        config(),
-        Arc::new(tether_model::fencing::SingleRegion),
-        vec![a_then_together()],
-    );
-    let stop = CancellationToken::new();
-    let (b2, token) = (b.clone(), stop.clone());
-    tokio::spawn(async move { b2.run(token).await });
-
+    let t = hung_owner_and_adopter(a_then_together, "c");
     assert!(matches!(
-        wait_terminal(&store, id).await,
+        wait_terminal(&t.store, t.id).await,
         SagaOutcome::Succeeded(_)
     ));
-    assert_eq!(world_a.items(), ["a", "b"]);
+    assert_eq!(t.world_a.items(), ["a", "b"]);
     // B resumed at the tail's first step (its output was never logged) and ran it all.
-    assert_eq!(world_b.items(), ["b", "c"]);
-    assert_eq!(
-        kinds(&store, id)
-            .iter()
-            .filter(|k| k.ends_with("Started"))
-            .count(),
-        4,
-        "each step is logged as started once"
-    );
-    stop.cancel();
+    assert_eq!(t.world_b.items(), ["b", "c"]);
+    let started = kinds(&t.store, t.id);
+    let started = started.iter().filter(|k| k.ends_with("Started")).count();
+    assert_eq!(started, 4, "each step is logged as started once");
+    t.stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]
@@ -491,15 +449,7 @@ async fn a_failure_at_any_step_unwinds_to_a_clean_slate() {
                 h.world.items()
             );
             // The failed step is undone too (its call may have had its effect), newest first.
-            let undos: Vec<_> = h
-                .world
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.starts_with("undo"))
-                .cloned()
-                .collect();
+            let undos = h.world.undos();
             let upto = ["a", "b", "c"].iter().position(|s| *s == failing).unwrap();
             let mut expected: Vec<String> = ["a", "b", "c"][..=upto]
                 .iter()
@@ -581,55 +531,72 @@ async fn transient_errors_past_the_step_deadline_unwind() {
     assert!(h.world.items().is_empty());
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_dead_owner_s_saga_is_adopted_and_finished_by_another_replica() {
-    // Replica A hangs inside step b (as if frozen or crashed) and never renews its lease.
+/// Two replicas on one store: A runs a saga and hangs in one of its steps (as if frozen or
+/// crashed), never renewing its lease; B runs its background duties, so it adopts the saga
+/// once A's lease expires.
+struct Adoption {
+    store: Arc<MemoryStore>,
+    id: SagaId,
+    a: Executor<World>,
+    world_a: Arc<World>,
+    world_b: Arc<World>,
+    stop: CancellationToken,
+}
+
+fn hung_owner_and_adopter(def: fn() -> SagaDef<World>, hang: &'static str) -> Adoption {
     let store = Arc::new(MemoryStore::default());
+    let replica = |name: &str, world: &Arc<World>| {
+        Executor::new(
+            store.clone(),
+            world.clone(),
+            InstanceId::generate(name),
+            config(),
+            Arc::new(tether_model::fencing::SingleRegion),
+            vec![def()],
+        )
+    };
     let world_a = Arc::new(World {
-        hang: Some("b"),
+        hang: Some(hang),
         ..World::default()
     });
-    let a = Executor::new(
-        store.clone(),
-        world_a.clone(),
-        InstanceId::generate("a"),
-        config(),
-        Arc::new(tether_model::fencing::SingleRegion),
-        vec![abc()],
-    );
-    let saga = a.new_saga("test-abc", json!({}), None);
+    let a = replica("a", &world_a);
+    let saga = a.new_saga(def().name(), json!({}), None);
     let id = saga.id;
     store.insert(saga);
     a.start(id);
 
-    // Replica B runs its background duties and adopts the saga once A's lease expires.
     let world_b = Arc::new(World::default());
-    let b = Executor::new(
-        store.clone(),
-        world_b.clone(),
-        InstanceId::generate("b"),
-        config(),
-        Arc::new(tether_model::fencing::SingleRegion),
-        vec![abc()],
-    );
+    let b = replica("b", &world_b);
     let stop = CancellationToken::new();
-    let (b2, token) = (b.clone(), stop.clone());
-    tokio::spawn(async move { b2.run(token).await });
+    let token = stop.clone();
+    tokio::spawn(async move { b.run(token).await });
+    Adoption {
+        store,
+        id,
+        a,
+        world_a,
+        world_b,
+        stop,
+    }
+}
 
-    let outcome = wait_terminal(&store, id).await;
+#[tokio::test(start_paused = true)]
+async fn a_dead_owner_s_saga_is_adopted_and_finished_by_another_replica() {
+    let t = hung_owner_and_adopter(abc, "b");
+    let outcome = wait_terminal(&t.store, t.id).await;
     assert!(matches!(outcome, SagaOutcome::Succeeded(_)));
     // A did step a; B resumed at b (A's step b never got past its hang) and did b and c.
-    assert_eq!(world_a.items(), ["a"]);
-    assert_eq!(world_b.items(), ["b", "c"]);
+    assert_eq!(t.world_a.items(), ["a"]);
+    assert_eq!(t.world_b.items(), ["b", "c"]);
     assert!(
-        a.running().is_empty(),
+        t.a.running().is_empty(),
         "A stopped itself when its lease ran out"
     );
-    let (record, _) = crate::SagaStore::saga_load(store.as_ref(), id)
+    let (record, _) = crate::SagaStore::saga_load(t.store.as_ref(), t.id)
         .await
         .unwrap();
     assert_eq!(record.lease.generation, 2);
-    stop.cancel();
+    t.stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]
@@ -733,6 +700,45 @@ async fn cancellation_unwinds_at_the_next_step_boundary() {
     };
     assert_eq!(err.code, crate::CANCELED);
     assert!(world.items().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tail_sees_a_cancellation_only_at_the_commit_that_starts_it() {
+    // Requested before that commit: the commit reports it, and the whole tail is unwound.
+    let h = harness(World::default(), config(), a_then_together());
+    let id = h.submit("test-together");
+    h.store.request_cancel(id);
+    assert!(matches!(
+        wait_terminal(&h.store, id).await,
+        SagaOutcome::Canceled(_)
+    ));
+    assert_eq!(h.world.undos(), ["undo c", "undo x", "undo b", "undo a"]);
+    assert!(h.world.items().is_empty());
+    h.stop.cancel();
+
+    // Requested while the tail runs: no commit sees it, and the saga ends as it would have.
+    let h = harness(World::default(), config(), a_then_together());
+    let id = h.submit_in("test-together", "gated", None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !h
+        .world
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l == "start b gated")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "b never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.store.request_cancel(id);
+    h.world.gate.notify_one();
+    assert!(matches!(
+        wait_terminal(&h.store, id).await,
+        SagaOutcome::Succeeded(_)
+    ));
+    assert_eq!(h.world.items(), ["a", "b", "c"]);
+    h.stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]
