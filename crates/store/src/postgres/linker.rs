@@ -203,6 +203,21 @@ async fn other_keys(
     if mine.is_empty() {
         return Ok(Vec::new());
     }
+    let mine = lowercase(mine);
+    // The index of `linker_key` first: `linker` is read only when another linker holds a
+    // key, so no kept plan can make the common case scan it (see migration 20261205000000).
+    let held: bool = sqlx::query_scalar(
+        "select exists (select 1 from linker_key
+                        where scope_key = $1 and key = any($3) and linker_id <> $2)",
+    )
+    .bind(linker.at.scope.key())
+    .bind(linker.id.as_uuid())
+    .bind(&mine)
+    .fetch_one(&mut **tx)
+    .await?;
+    if !held {
+        return Ok(Vec::new());
+    }
     Ok(sqlx::query_as(
         // `= any(array(…))`, not `in (…)`: an index lookup by id, without the join search
         // that made planning cost five times the execution.
@@ -213,7 +228,7 @@ async fn other_keys(
     )
     .bind(linker.at.scope.key())
     .bind(linker.id.as_uuid())
-    .bind(lowercase(mine))
+    .bind(&mine)
     .fetch_all(&mut **tx)
     .await?)
 }
