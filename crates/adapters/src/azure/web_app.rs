@@ -34,14 +34,15 @@ impl WebAppSource {
         source: &ResourceId,
     ) -> Result<BTreeMap<String, String>, AdapterError> {
         let path = format!("{}/config/appsettings/list", source.as_str());
-        let body = self.arm.post(call, &path, &self.api, None).await?;
-        let Some(Value::Object(properties)) = body.get("properties") else {
+        let mut body = self.arm.post(call, &path, &self.api, None).await?;
+        // Taken, not copied: the dictionary holds every setting of the app.
+        let Some(Value::Object(properties)) = body.get_mut("properties").map(Value::take) else {
             return Ok(BTreeMap::new());
         };
         properties
-            .iter()
+            .into_iter()
             .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
+                Value::String(s) => Ok((k, s)),
                 _ => Err(AdapterError::new(
                     ErrorKind::Protocol,
                     "read app settings",
@@ -107,18 +108,23 @@ impl SourceSettings for WebAppSource {
         _scope: Option<&str>,
         change: &SettingsChange,
     ) -> Result<(), AdapterError> {
-        let current = self.settings(call, source).await?;
-        let mut next = current.clone();
+        let mut settings = self.settings(call, source).await?;
+        let mut changed = false;
         for key in &change.remove {
-            next.remove(key);
+            changed |= settings.remove(key).is_some();
         }
-        next.extend(change.set.iter().map(|(k, s)| (k.clone(), s.value.clone())));
-        if next == current {
+        for (key, setting) in &change.set {
+            if settings.get(key) != Some(&setting.value) {
+                settings.insert(key.clone(), setting.value.clone());
+                changed = true;
+            }
+        }
+        if !changed {
             return Ok(());
         }
         let path = format!("{}/config/appsettings", source.as_str());
         self.arm
-            .put(call, &path, &self.api, &json!({ "properties": next }))
+            .put(call, &path, &self.api, &json!({ "properties": settings }))
             .await?;
         Ok(())
     }
