@@ -757,8 +757,7 @@ impl<C: Send + Sync + 'static> Run<'_, C> {
             .get(self.names[n - 1])
             .cloned()
             .unwrap_or(Value::Null);
-        let events = self.with_unlogged([]);
-        self.finish(&events, SagaOutcome::Succeeded(last)).await
+        self.finish(&[], SagaOutcome::Succeeded(last)).await
     }
 
     async fn unwind(&mut self, pending: Vec<usize>, error: StepError) -> Result<(), Stop> {

@@ -96,7 +96,8 @@ pub struct ValidateParams {
 /// at once per replica.
 pub fn definitions(max_validations: usize) -> Vec<SagaDef<LinkerCtx>> {
     use steps::{Auth, Configuration, Identity, Network, Resolve, SecretStore};
-    let converge = |name, new_linker, together: bool| {
+    // Create and update: the same steps; `together`: `network` and `configuration` in one commit.
+    let create_or_update = |name, new_linker, together: bool| {
         let def = SagaDef::new(name)
             .step(Resolve { new_linker })
             .step(Identity)
@@ -110,10 +111,10 @@ pub fn definitions(max_validations: usize) -> Vec<SagaDef<LinkerCtx>> {
         def.step(Network).step(Configuration)
     };
     let mut defs = vec![
-        converge(LINKER_CREATE, true, true),
-        converge(LINKER_UPDATE, false, true),
-        converge("linker-create-v2", true, false),
-        converge("linker-update-v2", false, false),
+        create_or_update(LINKER_CREATE, true, true),
+        create_or_update(LINKER_UPDATE, false, true),
+        create_or_update("linker-create-v2", true, false),
+        create_or_update("linker-update-v2", false, false),
         SagaDef::new(LINKER_DELETE)
             .step(Resolve { new_linker: false })
             .step(Configuration)

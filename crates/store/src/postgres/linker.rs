@@ -205,7 +205,8 @@ async fn other_keys(
     }
     let mine = lowercase(mine);
     // The index of `linker_key` first: `linker` is read only when another linker holds a
-    // key, so no kept plan can make the common case scan it (see migration 20261205000000).
+    // key, so a plan kept from when `linker` was small cannot make the common case scan it
+    // (see migration 20261205000000).
     let held: bool = sqlx::query_scalar(
         "select exists (select 1 from linker_key
                         where scope_key = $1 and key = any($3) and linker_id <> $2)",
