@@ -69,6 +69,37 @@ contract!(
     an_operations_audit_record_commits_with_it,
 );
 
+/// Two replicas on one database (on SQLite, two processes on one file) write at once: a
+/// heartbeat loop on one, creates on the other. Neither is refused for the other's lock (a
+/// SQLite transaction that read before writing used to be, at once, when the other had just
+/// committed).
+#[tokio::test]
+async fn two_replicas_writing_at_once_wait_for_each_other() {
+    for db in [
+        TestDb::postgres().await.expect("create a test database"),
+        TestDb::sqlite().expect("create a test database"),
+    ] {
+        let options = tether_store::StoreOptions::default();
+        let a = tether_store::connect(&db.url, &options).await.unwrap();
+        let b = tether_store::connect(&db.url, &options).await.unwrap();
+        let beats = async {
+            for _ in 0..300 {
+                a.heartbeat(&me()).await.unwrap();
+            }
+        };
+        let creates = async {
+            for i in 0..100 {
+                let (name, key) = (format!("l{i}"), format!("K{i}"));
+                begin_chained_create(b.as_ref(), SCOPE, &name, &name, keys(&[&key]))
+                    .await
+                    .unwrap();
+            }
+        };
+        tokio::join!(beats, creates);
+        db.drop_database().await.expect("drop the test database");
+    }
+}
+
 async fn run<F, Fut>(db: TestDb, test: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,

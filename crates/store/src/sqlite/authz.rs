@@ -52,7 +52,7 @@ pub(super) async fn assignment_create(
     pool: &SqlitePool,
     a: &RoleAssignment,
 ) -> Result<AssignmentWrite, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = super::write_tx(pool).await?;
     let inserted = sqlx::query(
         "insert into role_assignment (id, scope, scope_key, role_definition_id, principal_id,
             principal_type, description, created_by, created_us)

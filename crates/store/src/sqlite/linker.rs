@@ -83,7 +83,7 @@ pub(super) async fn operation_begin(
     pool: &SqlitePool,
     begin: &OperationBegin,
 ) -> Result<Begun, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = super::write_tx(pool).await?;
     let queued = insert_saga(&mut tx, &begin.saga).await?;
     let op = &begin.operation;
     let now = Utc::now();

@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use tether_model::fencing::Epoch;
 use tether_model::ids::{InstanceId, LinkerId, LinkerRef, OperationId, ResourceId, SagaId};
 use tether_model::linker::{Linker, TargetService};
@@ -90,6 +90,14 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     }
 }
 
+/// A write transaction that takes the database's write lock when it begins (`BEGIN
+/// IMMEDIATE`). A deferred one that read first cannot take the lock once another process (a
+/// second replica on the same file) has committed since its read: SQLite then refuses it at
+/// once ("database is locked") instead of waiting out the busy timeout.
+async fn write_tx(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
 /// Milliseconds since the epoch, the unit of `saga.lease_expires_ms`.
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -103,7 +111,7 @@ fn ms(d: Duration) -> i64 {
 impl Store for SqliteStore {
     async fn heartbeat(&self, instance: &InstanceId) -> Result<(), StoreError> {
         let beat = async {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = write_tx(&self.writer).await?;
             let now = now_ms();
             sqlx::query(
                 "insert into replica_heartbeat (instance, beat_ms) values (?1, ?2)

@@ -96,7 +96,7 @@ pub(super) async fn record(
     state: Option<(SagaState, Option<&StepError>)>,
     epoch: Epoch,
 ) -> Result<Ack, SagaStoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = super::write_tx(pool).await.map_err(backend)?;
     check_epoch(&mut tx, epoch).await?;
     let row: Option<(bool,)> = sqlx::query_as(&format!(
         "update saga set lease_expires_ms = ?4, state = coalesce(?5, state), error = coalesce(?6, error),
@@ -129,7 +129,7 @@ pub(super) async fn finish(
     outcome: &SagaOutcome,
     epoch: Epoch,
 ) -> Result<Ended, SagaStoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = super::write_tx(pool).await.map_err(backend)?;
     check_epoch(&mut tx, epoch).await?;
     let now = Utc::now();
     let error = match outcome {
@@ -364,7 +364,7 @@ pub(super) async fn purge(
     pool: &SqlitePool,
     older_than: Duration,
 ) -> Result<crate::Purged, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = super::write_tx(pool).await?;
     let cutoff =
         Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
     let old = "select id from saga where state in ('succeeded', 'failed', 'canceled') and updated_at < ?1";
