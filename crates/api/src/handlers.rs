@@ -622,15 +622,15 @@ impl Cx<'_> {
         self.version.check_request(&patch)?;
         let named = self.named_check(parts, at)?;
         // Linker_Update declares 200 and 201 in every version; 201 is its async answer.
-        let audit =
-            |accepted: &Accepted| self.audit_accepted(parts, at, accepted, StatusCode::CREATED);
+        let status = StatusCode::CREATED;
+        let audit = |accepted: &Accepted| self.audit_accepted(parts, at, accepted, status);
         let accepted = self
             .state
             .app
             .linker_patch(at.clone(), &patch, caller, &named, Some(&audit))
             .await
             .map_err(|e| named.failed(e))?;
-        Ok(self.written(StatusCode::CREATED, &accepted)?)
+        Ok(self.written(status, &accepted)?)
     }
 
     async fn delete(&self, at: &LinkerRef) -> Result<Done, Failed> {

@@ -244,6 +244,15 @@ async fn wait_state(store: &MemoryStore, id: SagaId, want: SagaState) {
     }
 }
 
+/// The saga's log as `step Kind` lines, in order.
+fn kinds(store: &MemoryStore, id: SagaId) -> Vec<String> {
+    store
+        .events(id)
+        .iter()
+        .map(|e| format!("{} {:?}", e.step, e.kind))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn runs_every_step_and_reports_the_last_output() {
     let h = harness(World::default(), config(), abc());
@@ -290,14 +299,8 @@ async fn steps_with_nothing_to_do_share_the_commit_of_the_step_before() {
     assert_eq!(outcome, SagaOutcome::Succeeded(json!({"idle": "z"})));
     // One commit after `a` (with x and y), one that finishes (with z): not five.
     assert_eq!(h.store.commits(), 2);
-    let kinds: Vec<_> = h
-        .store
-        .events(id)
-        .iter()
-        .map(|e| format!("{} {:?}", e.step, e.kind))
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&h.store, id),
         [
             "a Started",
             "a Succeeded",
@@ -341,14 +344,6 @@ fn a_then_together() -> SagaDef<World> {
         .step(Put("b"))
         .step(Idle("x"))
         .step(Put("c"))
-}
-
-fn kinds(store: &MemoryStore, id: SagaId) -> Vec<String> {
-    store
-        .events(id)
-        .iter()
-        .map(|e| format!("{} {:?}", e.step, e.kind))
-        .collect()
 }
 
 #[tokio::test(start_paused = true)]
