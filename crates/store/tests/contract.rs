@@ -380,9 +380,16 @@ async fn saga_log_writes_are_fenced_and_idempotent(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(!ack.cancel_requested);
-    // A retried write is harmless.
+    // A retried write is harmless, even with other data or an entry twice: the first entry of
+    // a (step, kind) stays.
+    let retried = [
+        SagaEvent::with_data("resolve", EventKind::Succeeded, json!({"fqdn": "y"})),
+        SagaEvent::new("network", EventKind::Started),
+        SagaEvent::with_data("network", EventKind::Succeeded, json!({"rules": 1})),
+        SagaEvent::with_data("network", EventKind::Succeeded, json!({"rules": 2})),
+    ];
     store
-        .saga_record(id, &lease, ttl, &events, None, E0)
+        .saga_record(id, &lease, ttl, &retried, None, E0)
         .await
         .unwrap();
     let (record, log) = store.saga_load(id).await.unwrap();
@@ -394,10 +401,12 @@ async fn saga_log_writes_are_fenced_and_idempotent(store: Arc<dyn Store>) {
         [
             ("resolve", EventKind::Started),
             ("resolve", EventKind::Succeeded),
-            ("network", EventKind::Started)
+            ("network", EventKind::Started),
+            ("network", EventKind::Succeeded)
         ]
     );
     assert_eq!(log[1].data, Some(json!({"fqdn": "x"})));
+    assert_eq!(log[3].data, Some(json!({"rules": 1})));
 
     for stale in [
         Lease {
@@ -472,7 +481,15 @@ async fn finishing_a_create_settles_linker_and_operation_in_one_commit(store: Ar
     );
     let (record, log) = store.saga_load(id).await.unwrap();
     assert_eq!(record.state, SagaState::Succeeded);
-    assert_eq!(log.last().unwrap().kind, EventKind::Succeeded);
+    let last: Vec<_> = log.iter().map(|e| (e.step.as_str(), e.kind)).collect();
+    assert_eq!(
+        last,
+        [
+            ("resolve", EventKind::Started),
+            ("configuration", EventKind::Succeeded)
+        ]
+    );
+    assert_eq!(log[1].data, Some(json!({"k": 1})));
     // A finished saga takes no more writes, even from its owner.
     let err = store
         .saga_record(id, &lease, Duration::from_secs(1), &[], None, E0)
