@@ -1540,6 +1540,69 @@ async fn applied_records_are_kept_and_shared_items_pass_to_the_last_holder(store
     assert!(s.linker_get(&a.at).await.unwrap().is_none());
     assert!(s.items_held_elsewhere(b.id, &xyz).await.unwrap().is_empty());
     assert_eq!(created_keys(s, &b).await, keys(&["x", "z"]));
+
+    // A deleted linker's items go with it: c, which finds q, did not create it.
+    let q = created_with(s, linker(SCOPE, "q"), applied(&[("q", true)])).await;
+    finish_change(s, &q, true, SagaOutcome::Succeeded(json!({"keys": []}))).await;
+    let c = created_with(s, linker(SCOPE, "c"), applied(&[("q", false)])).await;
+    assert!(created_keys(s, &c).await.is_empty());
+}
+
+/// A purged saga and a deleted linker leave no rows of theirs behind on Postgres, where no
+/// foreign key removes them (triggers do, migration 20261206000001).
+#[tokio::test]
+async fn deleted_parents_leave_no_rows_behind() {
+    use sqlx::Connection;
+    let db = TestDb::postgres().await.expect("create a test database");
+    let store = tether_store::connect(&db.url, &tether_store::StoreOptions::default())
+        .await
+        .expect("connect and migrate");
+    let s = store.as_ref();
+    let owner = me();
+    let mut l = linker(SCOPE, "gone");
+    let at = l.at.clone();
+    let operation = Operation::start(OperationKind::Create, &l);
+    l.operation = Some(operation.id);
+    let saga = new_saga(&owner, Duration::from_secs(30));
+    let id = saga.id;
+    let change = LinkerChange::Create {
+        linker: l,
+        keys: keys(&["K1"]),
+    };
+    s.operation_begin(&OperationBegin {
+        change,
+        operation,
+        saga,
+        audit: None,
+    })
+    .await
+    .unwrap();
+    let lease = Lease {
+        owner,
+        generation: 1,
+    };
+    let output = SagaOutcome::Succeeded(applied(&[("i", true)]));
+    s.saga_finish(id, &lease, &[], &output, E0).await.unwrap();
+    let gone = s.linker_get(&at).await.unwrap().unwrap();
+    let kept = created_with(s, linker(SCOPE, "kept"), applied(&[("j", true)])).await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let counts = "select (select count(*) from saga_event), (select count(*) from operation),
+                         (select count(*) from linker_item), (select count(*) from linker_key)";
+    let before: (i64, i64, i64, i64) = sqlx::query_as(counts).fetch_one(&mut admin).await.unwrap();
+    assert_eq!((before.1, before.2, before.3), (2, 2, 1), "{before:?}");
+    assert!(before.0 > 0, "the sagas have logs");
+
+    finish_change(s, &gone, true, SagaOutcome::Succeeded(json!({"keys": []}))).await;
+    assert!(s.linker_get(&gone.at).await.unwrap().is_none());
+    poll("the purge", || async {
+        let p = s.purge_finished(Duration::ZERO).await.unwrap();
+        (p.sagas > 0).then_some(p)
+    })
+    .await;
+    let after: (i64, i64, i64, i64) = sqlx::query_as(counts).fetch_one(&mut admin).await.unwrap();
+    assert_eq!(after, (0, 0, 1, 0), "only kept's item is left");
+    assert!(s.linker_get(&kept.at).await.unwrap().is_some());
+    db.drop_database().await.expect("drop the test database");
 }
 
 async fn a_commit_with_an_older_epoch_is_refused(store: Arc<dyn Store>) {
