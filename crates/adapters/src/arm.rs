@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use rand::Rng;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 pub use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -85,11 +87,46 @@ struct Token {
     refresh_at: Instant,
 }
 
-/// A successful response.
+/// A successful response, its body read but not parsed: a caller that needs no body (a write
+/// whose reply is only followed) pays nothing for it, and one that knows its shape parses it
+/// straight into that type.
 struct Reply {
     status: StatusCode,
     headers: HeaderMap,
-    body: Value,
+    body: Vec<u8>,
+    /// The call, for errors (`GET …/sites/x`).
+    what: String,
+}
+
+impl Reply {
+    /// The body as JSON of type `T` (an empty body is `null`).
+    fn json<T: DeserializeOwned>(&self) -> Result<T, AdapterError> {
+        let parsed = if self.body.is_empty() {
+            serde_json::from_value(Value::Null)
+        } else {
+            serde_json::from_slice(&self.body)
+        };
+        parsed.map_err(|_| {
+            AdapterError::new(
+                ErrorKind::Protocol,
+                &self.what,
+                "InvalidResponse",
+                "the response body is not the JSON expected",
+            )
+        })
+    }
+}
+
+/// `body` as a JSON request body.
+fn json_body<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>, AdapterError> {
+    serde_json::to_vec(body).map_err(|e| {
+        AdapterError::new(
+            ErrorKind::Protocol,
+            "serialize a request body",
+            "InvalidRequest",
+            e.to_string(),
+        )
+    })
 }
 
 impl ArmClient {
@@ -124,40 +161,42 @@ impl ArmClient {
         api_version: &str,
     ) -> Result<Value, AdapterError> {
         let url = self.url(path, api_version)?;
-        Ok(self.send(call, Method::GET, url, None).await?.body)
+        self.send(call, Method::GET, url, None).await?.json()
     }
 
     /// PUTs a resource (create or replace) and follows a long-running operation to its end;
     /// returns the resource as it ends up.
-    pub async fn put(
+    pub async fn put<B: Serialize + ?Sized>(
         &self,
         call: &Call,
         path: &str,
         api_version: &str,
-        body: &Value,
+        body: &B,
     ) -> Result<Value, AdapterError> {
         let url = self.url(path, api_version)?;
+        let body = json_body(body)?;
         let reply = self
-            .send(call, Method::PUT, url.clone(), Some(body))
+            .send(call, Method::PUT, url.clone(), Some(&body))
             .await?;
         if self.follow(call, &reply).await? {
-            return Ok(self.send(call, Method::GET, url, None).await?.body);
+            return self.send(call, Method::GET, url, None).await?.json();
         }
-        Ok(reply.body)
+        reply.json()
     }
 
     /// PUTs or PATCHes a resource and follows a long-running operation to its end, without
     /// reading the resource back.
-    pub async fn write(
+    pub async fn write<B: Serialize + ?Sized>(
         &self,
         call: &Call,
         method: Method,
         path: &str,
         api_version: &str,
-        body: &Value,
+        body: &B,
     ) -> Result<(), AdapterError> {
         let url = self.url(path, api_version)?;
-        let reply = self.send(call, method, url, Some(body)).await?;
+        let body = json_body(body)?;
+        let reply = self.send(call, method, url, Some(&body)).await?;
         self.follow(call, &reply).await.map(|_| ())
     }
 
@@ -171,7 +210,7 @@ impl ArmClient {
     ) -> Result<Value, AdapterError> {
         let mut url = self.url(path, api_version)?;
         url.query_pairs_mut().append_pair("$filter", filter);
-        Ok(self.send(call, Method::GET, url, None).await?.body)
+        self.send(call, Method::GET, url, None).await?.json()
     }
 
     /// Whether a SQL data plane is configured.
@@ -190,19 +229,25 @@ impl ArmClient {
                 "no SQL data plane is configured (azure.sql_data_plane)",
             )
         })?;
-        Ok(self.send(call, Method::POST, url, Some(body)).await?.body)
+        let body = json_body(body)?;
+        self.send(call, Method::POST, url, Some(&body))
+            .await?
+            .json()
     }
 
-    /// POSTs an action and returns its body.
-    pub async fn post(
+    /// POSTs an action and returns its body as `T`.
+    pub async fn post<T: DeserializeOwned>(
         &self,
         call: &Call,
         path: &str,
         api_version: &str,
         body: Option<&Value>,
-    ) -> Result<Value, AdapterError> {
+    ) -> Result<T, AdapterError> {
         let url = self.url(path, api_version)?;
-        Ok(self.send(call, Method::POST, url, body).await?.body)
+        let body = body.map(json_body).transpose()?;
+        self.send(call, Method::POST, url, body.as_deref())
+            .await?
+            .json()
     }
 
     /// DELETEs a resource and follows a long-running operation to its end. A resource that is
@@ -258,15 +303,15 @@ impl ArmClient {
             tokio::time::sleep(delay).await;
             let poll = self.send(call, Method::GET, url.clone(), None).await?;
             let done = if via_status {
-                match poll
-                    .body
+                let body: Value = poll.json()?;
+                match body
                     .get("status")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                 {
                     "Succeeded" => true,
                     "Failed" | "Canceled" => {
-                        let error = poll.body.get("error");
+                        let error = body.get("error");
                         let text = |k: &str| {
                             error
                                 .and_then(|e| e.get(k))
@@ -328,7 +373,7 @@ impl ArmClient {
         call: &Call,
         method: Method,
         url: Url,
-        body: Option<&Value>,
+        body: Option<&[u8]>,
     ) -> Result<Reply, AdapterError> {
         let config = &self.inner.config;
         let what = format!("{method} {}", describe(url.path()));
@@ -345,7 +390,9 @@ impl ArmClient {
                 .header("x-ms-correlation-request-id", &call.correlation_id)
                 .timeout(config.request_timeout);
             if let Some(body) = body {
-                request = request.json(body);
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_vec());
             }
             let error = match request.send().await {
                 Err(e) => transport(&what, &e),
@@ -354,24 +401,13 @@ impl ArmClient {
                     let headers = response.headers().clone();
                     match read_body(response, config.max_response_bytes, &what).await {
                         Err(e) => e,
-                        Ok(bytes) if status.is_success() => {
-                            let body = if bytes.is_empty() {
-                                Value::Null
-                            } else {
-                                serde_json::from_slice(&bytes).map_err(|_| {
-                                    AdapterError::new(
-                                        ErrorKind::Protocol,
-                                        &what,
-                                        "InvalidResponse",
-                                        "the response body is not JSON",
-                                    )
-                                })?
-                            };
+                        Ok(body) if status.is_success() => {
                             debug!(operation = %what, status = status.as_u16(), "arm call succeeded");
                             return Ok(Reply {
                                 status,
                                 headers,
                                 body,
+                                what,
                             });
                         }
                         Ok(bytes) => {

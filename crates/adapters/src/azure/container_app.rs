@@ -97,7 +97,7 @@ impl ContainerAppSource {
             }
         };
         let path = format!("{}/listSecrets", source.as_str());
-        let listed = self.arm.post(call, &path, &self.api, None).await?;
+        let listed: Value = self.arm.post(call, &path, &self.api, None).await?;
         let values: BTreeMap<&str, &str> = listed["value"]
             .as_array()
             .into_iter()

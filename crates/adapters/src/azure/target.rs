@@ -191,7 +191,7 @@ impl AccessKeys for ArmTarget {
             .as_ref()
             .ok_or_else(|| bad_target("the target has no keys"))?;
         let path = format!("{}/{}", self.resource(target)?.as_str(), spec.action);
-        let body = self.arm.post(call, &path, &self.api, None).await?;
+        let body: Value = self.arm.post(call, &path, &self.api, None).await?;
         let mut facts = Facts::new();
         for (name, pointer) in &spec.facts {
             let value = body.pointer(pointer).and_then(text).ok_or_else(|| {

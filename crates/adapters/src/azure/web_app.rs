@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tether_model::ids::ResourceId;
 
 use super::identity;
-use crate::arm::ArmClient;
+use crate::arm::{ArmClient, Method};
 use crate::{
-    AdapterError, Call, ErrorKind, IdentityChange, Setting, SettingsChange, SourceFacts,
-    SourceIdentities, SourceIdentity, SourceSettings,
+    AdapterError, Call, IdentityChange, Setting, SettingsChange, SourceFacts, SourceIdentities,
+    SourceIdentity, SourceSettings,
 };
 
 /// The App Service source adapter.
@@ -28,30 +29,24 @@ impl WebAppSource {
         Self { arm, api }
     }
 
+    /// Every setting of the app, parsed straight from the response (no JSON tree first): the
+    /// dictionary grows with the app's connections, and a create reads it twice.
     async fn settings(
         &self,
         call: &Call,
         source: &ResourceId,
     ) -> Result<BTreeMap<String, String>, AdapterError> {
         let path = format!("{}/config/appsettings/list", source.as_str());
-        let mut body = self.arm.post(call, &path, &self.api, None).await?;
-        // Taken, not copied: the dictionary holds every setting of the app.
-        let Some(Value::Object(properties)) = body.get_mut("properties").map(Value::take) else {
-            return Ok(BTreeMap::new());
-        };
-        properties
-            .into_iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k, s)),
-                _ => Err(AdapterError::new(
-                    ErrorKind::Protocol,
-                    "read app settings",
-                    "InvalidResponse",
-                    format!("app setting '{k}' is not a string"),
-                )),
-            })
-            .collect()
+        let list: AppSettings = self.arm.post(call, &path, &self.api, None).await?;
+        Ok(list.properties.unwrap_or_default())
     }
+}
+
+/// The app settings resource (`…/config/appsettings`) as read and written: names to string
+/// values.
+#[derive(Serialize, Deserialize)]
+struct AppSettings {
+    properties: Option<BTreeMap<String, String>>,
 }
 
 /// Parses outbound addresses: a comma-separated string (sites) or an array (container apps).
@@ -122,11 +117,14 @@ impl SourceSettings for WebAppSource {
         if !changed {
             return Ok(());
         }
+        // Written without a copy, and the dictionary ARM echoes back is not parsed.
         let path = format!("{}/config/appsettings", source.as_str());
+        let body = AppSettings {
+            properties: Some(settings),
+        };
         self.arm
-            .put(call, &path, &self.api, &json!({ "properties": settings }))
-            .await?;
-        Ok(())
+            .write(call, Method::PUT, &path, &self.api, &body)
+            .await
     }
 }
 
