@@ -176,8 +176,18 @@ fn keys(names: &[&str]) -> Vec<String> {
 /// Starts a create of `l` and returns the operation, the saga id and its lease.
 async fn begin_create(
     store: &dyn Store,
+    l: Linker,
+    owner: &InstanceId,
+) -> (Operation, tether_model::ids::SagaId, Lease) {
+    begin_create_holding(store, l, owner, Vec::new()).await
+}
+
+/// [`begin_create`] of a linker that writes the configuration `keys`.
+async fn begin_create_holding(
+    store: &dyn Store,
     mut l: Linker,
     owner: &InstanceId,
+    keys: Vec<String>,
 ) -> (Operation, tether_model::ids::SagaId, Lease) {
     let op = Operation::start(OperationKind::Create, &l);
     l.operation = Some(op.id);
@@ -185,10 +195,7 @@ async fn begin_create(
     let id = saga.id;
     store
         .operation_begin(&OperationBegin {
-            change: LinkerChange::Create {
-                linker: l,
-                keys: Vec::new(),
-            },
+            change: LinkerChange::Create { linker: l, keys },
             operation: op.clone(),
             saga,
             audit: None,
@@ -1558,29 +1565,9 @@ async fn deleted_parents_leave_no_rows_behind() {
         .await
         .expect("connect and migrate");
     let s = store.as_ref();
-    let owner = me();
-    let mut l = linker(SCOPE, "gone");
+    let l = linker(SCOPE, "gone");
     let at = l.at.clone();
-    let operation = Operation::start(OperationKind::Create, &l);
-    l.operation = Some(operation.id);
-    let saga = new_saga(&owner, Duration::from_secs(30));
-    let id = saga.id;
-    let change = LinkerChange::Create {
-        linker: l,
-        keys: keys(&["K1"]),
-    };
-    s.operation_begin(&OperationBegin {
-        change,
-        operation,
-        saga,
-        audit: None,
-    })
-    .await
-    .unwrap();
-    let lease = Lease {
-        owner,
-        generation: 1,
-    };
+    let (_, id, lease) = begin_create_holding(s, l, &me(), keys(&["K1"])).await;
     let output = SagaOutcome::Succeeded(applied(&[("i", true)]));
     s.saga_finish(id, &lease, &[], &output, E0).await.unwrap();
     let gone = s.linker_get(&at).await.unwrap().unwrap();
