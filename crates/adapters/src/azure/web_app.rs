@@ -38,15 +38,17 @@ impl WebAppSource {
     ) -> Result<BTreeMap<String, String>, AdapterError> {
         let path = format!("{}/config/appsettings/list", source.as_str());
         let list: AppSettings = self.arm.post(call, &path, &self.api, None).await?;
-        Ok(list.properties.unwrap_or_default())
+        Ok(list.properties)
     }
 }
 
 /// The app settings resource (`…/config/appsettings`) as read and written: names to string
-/// values.
+/// values. A reply without the dictionary, or with a value that is not a string, is an error,
+/// never an empty dictionary: the merged dictionary is written back whole, so reading nothing
+/// would remove every setting of the app.
 #[derive(Serialize, Deserialize)]
 struct AppSettings {
-    properties: Option<BTreeMap<String, String>>,
+    properties: BTreeMap<String, String>,
 }
 
 /// Parses outbound addresses: a comma-separated string (sites) or an array (container apps).
@@ -120,7 +122,7 @@ impl SourceSettings for WebAppSource {
         // Written without a copy, and the dictionary ARM echoes back is not parsed.
         let path = format!("{}/config/appsettings", source.as_str());
         let body = AppSettings {
-            properties: Some(settings),
+            properties: settings,
         };
         self.arm
             .write(call, Method::PUT, &path, &self.api, &body)
@@ -145,5 +147,26 @@ impl SourceIdentities for WebAppSource {
         change: &IdentityChange,
     ) -> Result<SourceIdentity, AdapterError> {
         identity::apply(&self.arm, call, source, &self.api, change).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_settings_are_a_dictionary_of_strings_or_an_error() {
+        let read = |body: &str| serde_json::from_str::<AppSettings>(body).map(|s| s.properties);
+        let settings = read(r#"{"id": "x", "properties": {"A": "1", "B": ""}}"#).unwrap();
+        assert_eq!(settings.len(), 2);
+        assert!(read(r#"{"properties": {}}"#).unwrap().is_empty());
+        for bad in [
+            r#"{"id": "x"}"#,
+            r#"{"properties": null}"#,
+            r#"{"properties": {"A": 1}}"#,
+            r#"{"properties": ["A"]}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 }
