@@ -8,7 +8,7 @@
 # Per run it prints the completed sagas/s, the ratio to the reference, the CPU per create of
 # Tether, Postgres and the mock backend, and Tether's and Postgres's CPU divided by the mock's.
 # The mock runs the same code for every build, so those quotients cancel the machine's speed
-# of the moment; they resolve differences of about 3 % where the ratio itself does not.
+# of the moment: between runs of one build they varied by 2-5 %, the ratio by 10-20 %.
 # Needs `cargo build --release --locked -p tether-bench` and what `tether-bench` needs.
 set -euo pipefail
 rounds=$1

@@ -4,7 +4,7 @@
 -- Why: a foreign key is checked on every child row written: a query of the parent row,
 -- which it locks (FOR KEY SHARE), after the statement. A create writes 17 such rows (12 log
 -- entries and its operation under its saga; 3 items and a key under its linker), all in the
--- transaction that writes the parent. A profile of the create benchmark put 10 % of
+-- transaction that writes the parent. A profile of the create benchmark put 9 % of
 -- Postgres's CPU in after-statement triggers. Every child row is written with its parent: a
 -- saga's first entry and its operation in the transaction that inserts the saga
 -- (`tether_begin_create`, `tether_begin_saga`, crates/store/src/postgres/linker.rs), later
